@@ -1,0 +1,66 @@
+# latentlab — two commands: `make run` (all studies, standard preset) and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml Makefile | md5sum | cut -c1-8)
+PRESET ?= standard
+STUDIES := 01_h2_leakage
+NBS := $(addprefix notebooks/,$(addsuffix .ipynb,$(STUDIES)))
+export PYTHONHASHSEED := 0
+export MPLBACKEND := Agg
+
+.PHONY: setup system run full test lab bench notebooks lint clean
+
+setup: $(STAMP)
+
+# Debian packages the studies need (none yet beyond the base image).
+system:
+	@true
+
+$(STAMP): pyproject.toml Makefile
+	$(MAKE) system
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	# torch first and exactly: 2.13.0 is the CPU build on local disk; anything looser pulls CUDA.
+	$(PY) -m pip install --quiet torch==2.13.0
+	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m ipykernel install --sys-prefix --name python3 > /dev/null
+	rm -f $(VENV)/.installed-*
+	touch $@
+
+# Main job: every study notebook at the chosen preset, executed into runs/<study>/.
+run: setup
+	@for nb in $(STUDIES); do \
+	  study=$${nb#*_}; mkdir -p runs/$$study; \
+	  echo "== $$nb ($(PRESET)) -> runs/$$study"; \
+	  $(VENV)/bin/papermill notebooks/$$nb.ipynb runs/$$study/$$nb.ipynb -k python3 --cwd . \
+	    -p preset $(PRESET) -p output_dir runs/$$study --progress-bar || exit 1; \
+	done
+	@echo "results: runs/"
+
+full:
+	$(MAKE) run PRESET=full
+
+test: setup
+	$(VENV)/bin/pytest tests
+	$(VENV)/bin/pytest --nbval-lax --nbval-current-env -p no:cacheprovider notebooks
+
+# Re-execute the committed notebooks at the quick preset (what nbval compares against).
+notebooks: setup
+	@for nb in $(NBS); do \
+	  $(VENV)/bin/papermill $$nb $$nb -k python3 --cwd notebooks || exit 1; \
+	done
+
+lab: setup
+	$(VENV)/bin/jupyter lab --ip=127.0.0.1 --no-browser --ServerApp.root_dir=$(CURDIR)
+
+bench: setup
+	$(PY) benchmarks/h2.py
+
+lint: setup
+	$(VENV)/bin/ruff check lib tests benchmarks tools
+
+clean:
+	rm -rf runs .pytest_cache .ruff_cache $(VENV)
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

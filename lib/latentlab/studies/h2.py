@@ -1,0 +1,357 @@
+"""Study 1 — H2 context leakage: do unsupervised embeddings encode the chip?
+
+Step functions, in the order the notebook calls them:
+``load`` → ``preprocess`` → ``make_splits`` → ``pca_embedding`` /
+``ae_embedding`` → ``leakage_table`` → ``mitigation_sweep`` →
+``batch_metric_table`` → ``write_outputs``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+from typing import Any
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import scanpy as sc
+import scipy.sparse as sp
+import torch
+
+from latentlab import io, train
+from latentlab.data import scrna
+from latentlab.metrics import batch_metrics, clustering_ari, neighbourhood_agreement
+from latentlab.models.autoencoder import MITIGATIONS, PENALTY_TERMS, AutoEncoder
+from latentlab.params import StudyParams
+from latentlab.probes import Split, each_holdout, holdout_split, random_split, run_probe
+
+DEFAULT_WEIGHTS = {
+    "adversarial": [0.03, 0.1, 0.3],
+    "hsic": [0.3, 1.0, 3.0],
+    "mmd": [0.1, 0.3, 1.0],
+    "subspace": [0.03, 0.1, 0.3],
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class H2Params(StudyParams):
+    output_dir: str = "runs/h2_leakage"
+    data: str = "simulated"
+    context_key: str = "Group"
+    condition_key: str = "Sample"
+    biology_key: str = "cell_type"
+    holdout: str = "36"
+    n_cells: int = 2418
+    n_genes: int = 2000
+    chip_effect: float = 0.3
+    library_shift: float = 0.3
+    sample_effect: float = 0.3
+    preprocessing: str = "log1p"
+    n_top_genes: int = 0
+    latent_dim: int = 16
+    epochs: int = 30
+    batch_size: int = 64
+    lr: float = 1e-3
+    probes: list = dataclasses.field(default_factory=lambda: ["linear", "knn"])
+    n_boot: int = 500
+    n_perm: int = 50
+    mitigations: list = dataclasses.field(default_factory=lambda: list(DEFAULT_WEIGHTS))
+    penalty_weights: dict = dataclasses.field(default_factory=lambda: dict(DEFAULT_WEIGHTS))
+    baselines: list = dataclasses.field(default_factory=lambda: ["combat", "harmony"])
+    scib: bool = True
+    progress: bool = True
+
+    PRESETS = {
+        "quick": dict(n_cells=1200, n_genes=1000, epochs=30, n_boot=200, n_perm=20,
+                      penalty_weights={"adversarial": [0.03], "hsic": [1.0], "mmd": [0.3], "subspace": [0.1]}),
+        "standard": dict(n_cells=2418, n_genes=2000, epochs=30),
+        "full": dict(n_cells=2418, n_genes=18683, epochs=30),
+    }
+
+    def check(self) -> None:
+        super().check()
+        self.require(self.preprocessing in ("log1p", "raw"), "preprocessing", "must be 'log1p' or 'raw'")
+        self.require(self.n_cells >= 50, "n_cells", "must be >= 50")
+        self.require(self.n_genes >= 20, "n_genes", "must be >= 20")
+        self.require(self.latent_dim >= 2, "latent_dim", "must be >= 2")
+        self.require(self.epochs >= 1, "epochs", "must be >= 1")
+        self.require(self.batch_size >= 2, "batch_size", "must be >= 2")
+        self.require(self.lr > 0, "lr", "must be > 0")
+        self.require(self.chip_effect >= 0, "chip_effect", "must be >= 0")
+        self.require(self.n_top_genes >= 0, "n_top_genes", "must be >= 0 (0 = keep all genes)")
+        self.require(set(self.probes) <= {"linear", "knn", "mlp"}, "probes", "choose from linear, knn, mlp")
+        self.require(set(self.mitigations) <= set(MITIGATIONS), "mitigations", f"choose from {sorted(MITIGATIONS)}")
+        self.require(set(self.baselines) <= {"combat", "harmony"}, "baselines", "choose from combat, harmony")
+        self.require(self.n_boot >= 0 and self.n_perm >= 0, "n_boot", "n_boot and n_perm must be >= 0")
+        missing = [m for m in self.mitigations if not self.penalty_weights.get(m)]
+        self.require(not missing, "penalty_weights", f"no weights given for mitigations {missing}")
+
+
+# --------------------------------------------------------------------------- data
+
+
+def load(params: H2Params) -> ad.AnnData:
+    """Simulated (written to and read back from the 3-file format), pbmc68k, or a user path."""
+    condition = params.condition_key or None
+    if params.data == "simulated":
+        sim = scrna.ScrnaSimulation(
+            n_cells=params.n_cells, n_genes=params.n_genes, chip_effect=params.chip_effect,
+            library_shift=params.library_shift, sample_effect=params.sample_effect, seed=params.seed,
+        )
+        directory = scrna.write_three_file(scrna.simulate_counts(sim), Path(params.output_dir) / "data")
+        return scrna.load_three_file(directory, context_key=params.context_key, condition_key=condition)
+    if params.data == "pbmc68k":
+        return scrna.load_pbmc68k(context_key=params.context_key)
+    path = Path(params.data)
+    if path.suffix == ".h5ad":
+        return scrna.load_h5ad(path, context_key=params.context_key, condition_key=condition)
+    return scrna.load_three_file(path, context_key=params.context_key, condition_key=condition)
+
+
+def preprocess(adata: ad.AnnData, params: H2Params) -> ad.AnnData:
+    """Library-size normalise + log1p (unless raw or already normalised); optional HVG subset."""
+    adata.layers["counts"] = adata.X.copy()
+    already_normalised = adata.X.dtype.kind == "f" and not np.all(adata.X.data == np.round(adata.X.data))
+    if params.preprocessing == "log1p" and not already_normalised:
+        sc.pp.normalize_total(adata, target_sum=1e4)
+        sc.pp.log1p(adata)
+    if params.n_top_genes and params.n_top_genes < adata.n_vars:
+        sc.pp.highly_variable_genes(adata, n_top_genes=params.n_top_genes, subset=True)
+    adata.X = sp.csr_matrix(adata.X, dtype=np.float32)
+    adata.uns["preprocessing"] = {"method": params.preprocessing, "n_top_genes": params.n_top_genes}
+    return adata
+
+
+def make_splits(adata: ad.AnnData, params: H2Params) -> list[Split]:
+    """The random 80/20 split and the held-out condition split(s)."""
+    labels = adata.obs[params.context_key]
+    splits = [random_split(labels, seed=params.seed)]
+    if params.condition_key and params.condition_key in adata.obs:
+        condition = adata.obs[params.condition_key]
+        if params.holdout == "each":
+            splits.extend(each_holdout(labels, condition))
+        else:
+            splits.append(holdout_split(labels, condition, params.holdout))
+    return splits
+
+
+# --------------------------------------------------------------------------- embeddings
+
+
+def pca_embedding(adata: ad.AnnData, params: H2Params) -> np.ndarray:
+    """PCA on the sparse matrix (implicit centring, nothing densified)."""
+    sc.pp.pca(adata, n_comps=params.latent_dim, random_state=params.seed)
+    return adata.obsm["X_pca"].copy()
+
+
+class SparseRowBatches:
+    """Minibatches densified one batch at a time: memory is bounded by the batch, not the data."""
+
+    def __init__(self, x: sp.csr_matrix, context: np.ndarray, batch_size: int, seed: int) -> None:
+        self.x, self.context = x, torch.as_tensor(context, dtype=torch.long)
+        self.order = train.minibatches(x.shape[0], batch_size, seed)
+
+    def __call__(self, epoch: int):
+        for idx in self.order(epoch):
+            yield {"x": torch.from_numpy(self.x[idx].toarray()), "context": self.context[idx]}
+
+
+def context_codes(adata: ad.AnnData, params: H2Params, hidden: np.ndarray | None = None) -> np.ndarray:
+    """Integer chip labels, with -1 for cells whose label the model must not see."""
+    codes = adata.obs[params.context_key].cat.codes.to_numpy().astype(np.int64)
+    if hidden is not None:
+        codes = codes.copy()
+        codes[hidden] = -1
+    return codes
+
+
+def ae_embedding(
+    adata: ad.AnnData,
+    params: H2Params,
+    *,
+    method: str = "none",
+    weight: float = 0.0,
+    hidden_labels: np.ndarray | None = None,
+) -> tuple[np.ndarray, pd.DataFrame]:
+    """Train an AE (plain or with a mitigation) on all cells; returns (z, history).
+
+    The plain AE never sees any label. Mitigations see chip labels except for
+    ``hidden_labels`` (the evaluation split's test cells), so the held-out
+    sample is never told to the model.
+    """
+    train.seed_everything(params.seed)
+    x = sp.csr_matrix(adata.X, dtype=np.float32)
+    n_context = adata.obs[params.context_key].nunique()
+    if method == "none":
+        model = AutoEncoder(x.shape[1], latent=params.latent_dim)
+    else:
+        model = MITIGATIONS[method](x.shape[1], n_context, latent=params.latent_dim)
+    weights = {"recon": 1.0, **{term: weight for term in PENALTY_TERMS[method]}}
+    if method == "subspace":
+        weights["context"] = 1.0
+    batches = SparseRowBatches(x, context_codes(adata, params, hidden_labels), params.batch_size, params.seed)
+    result = train.fit(model, batches, weights=weights, epochs=params.epochs, lr=params.lr,
+                       seed=params.seed, progress=params.progress, desc=f"AE {method} w={weight:g}")
+    return embed(model, x), result.history.assign(method=method, weight=weight)
+
+
+@torch.no_grad()
+def embed(model: AutoEncoder, x: sp.csr_matrix, batch_size: int = 1024) -> np.ndarray:
+    model.eval()
+    parts = [model.embed(torch.from_numpy(x[i : i + batch_size].toarray())).numpy()
+             for i in range(0, x.shape[0], batch_size)]
+    return np.concatenate(parts)
+
+
+def baseline_embedding(adata: ad.AnnData, params: H2Params, method: str) -> np.ndarray:
+    """ComBat (then PCA) or Harmony (on PCA): ecosystem integrations; both see every chip label."""
+    if method == "combat":
+        corrected = adata.copy()
+        corrected.X = corrected.X.toarray()
+        sc.pp.combat(corrected, key=params.context_key)
+        sc.pp.pca(corrected, n_comps=params.latent_dim, random_state=params.seed)
+        return corrected.obsm["X_pca"].copy()
+    if method == "harmony":
+        import harmonypy
+
+        pca = adata.obsm["X_pca"] if "X_pca" in adata.obsm else pca_embedding(adata, params)
+        result = harmonypy.run_harmony(pca, adata.obs, [params.context_key], random_state=params.seed,
+                                       verbose=False)
+        z = np.asarray(result.Z_corr)
+        return z.T if z.shape[0] != adata.n_obs else z
+    raise ValueError(f"unknown baseline {method!r}; choose combat or harmony")
+
+
+# --------------------------------------------------------------------------- probes and tables
+
+
+def leakage_table(
+    adata: ad.AnnData, embeddings: dict[str, np.ndarray], splits: list[Split], params: H2Params
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Embedding × split × probe × metric, with CIs and the permutation null; plus ROC curves."""
+    labels = adata.obs[params.context_key]
+    tables, rocs = [], []
+    for name, z in embeddings.items():
+        for split in splits:
+            for kind in params.probes:
+                result = run_probe(z, labels, split, kind=kind, n_boot=params.n_boot,
+                                   n_perm=params.n_perm, seed=params.seed)
+                tables.append(result.table().assign(embedding=name))
+                rocs.append(result.roc.assign(embedding=name))
+    table = pd.concat(tables, ignore_index=True)
+    cols = ["embedding", "split", "probe", "metric", "value", "ci_low", "ci_high", "null_mean", "null_sd", "p_value"]
+    return table[cols], pd.concat(rocs, ignore_index=True)
+
+
+def seed_style_table(table: pd.DataFrame) -> pd.DataFrame:
+    """The seed's table: linear probe, accuracy and ROC-AUC per embedding × split."""
+    linear = table[(table.probe == "linear") & table.metric.isin(["accuracy", "roc_auc"])]
+    return linear.pivot_table(index=["embedding", "split"], columns="metric", values="value", sort=False).round(4)
+
+
+def biology_scores(adata: ad.AnnData, z: np.ndarray, split: Split, params: H2Params) -> dict[str, float]:
+    """Biology retained on the same embedding: cell-type probe accuracy (and ARI / kNN agreement)."""
+    out: dict[str, float] = {}
+    if params.biology_key in adata.obs:
+        bio = adata.obs[params.biology_key].astype(str)
+        probe = run_probe(z, bio, split, kind="linear", n_boot=0, n_perm=0, seed=params.seed)
+        out["biology_accuracy"] = probe.metrics["accuracy"]
+        out["biology_ari"] = clustering_ari(z, bio, seed=params.seed)
+    if "X_pca_reference" in adata.obsm:
+        out["knn_agreement"] = neighbourhood_agreement(z, adata.obsm["X_pca_reference"])
+    return out
+
+
+def leakage_scores(adata: ad.AnnData, z: np.ndarray, split: Split, params: H2Params) -> dict[str, float]:
+    labels = adata.obs[params.context_key]
+    probe = run_probe(z, labels, split, kind="linear", n_boot=params.n_boot, n_perm=0, seed=params.seed)
+    return {"leakage_auc": probe.metrics["roc_auc"], "leakage_auc_low": probe.ci["roc_auc"][0],
+            "leakage_auc_high": probe.ci["roc_auc"][1], "leakage_accuracy": probe.metrics["accuracy"]}
+
+
+def mitigation_sweep(
+    adata: ad.AnnData, params: H2Params, split: Split, reference: dict[str, np.ndarray]
+) -> tuple[pd.DataFrame, dict[str, np.ndarray], pd.DataFrame]:
+    """Every mitigation × penalty weight (labels of ``split.test`` hidden), plus references.
+
+    Returns the trade-off table (one row per method and weight), the
+    embeddings by label, and the concatenated training histories.
+    """
+    rows, embeddings, histories = [], {}, []
+
+    def add(method: str, weight: float, z: np.ndarray, seconds: float) -> None:
+        label = method if method in reference else f"{method} w={weight:g}"
+        embeddings[label] = z
+        rows.append({"method": method, "weight": weight, "label": label, "seconds": seconds,
+                     **leakage_scores(adata, z, split, params), **biology_scores(adata, z, split, params)})
+
+    for name, z in reference.items():
+        add(name, 0.0, z, float("nan"))
+    for method in params.mitigations:
+        for weight in params.penalty_weights[method]:
+            started = time.perf_counter()
+            z, history = ae_embedding(adata, params, method=method, weight=weight, hidden_labels=split.test)
+            add(method, weight, z, time.perf_counter() - started)
+            histories.append(history)
+    history = pd.concat(histories, ignore_index=True) if histories else pd.DataFrame()
+    return pd.DataFrame(rows), embeddings, history
+
+
+def add_expression_reference(adata: ad.AnnData, params: H2Params, n_comps: int = 50) -> None:
+    """PCA-50 of the unintegrated expression: the neighbourhoods biology should keep."""
+    n = min(n_comps, adata.n_vars - 1, adata.n_obs - 1)
+    reference = sc.pp.pca(adata.X, n_comps=n, random_state=params.seed)
+    adata.obsm["X_pca_reference"] = np.asarray(reference)
+
+
+def batch_metric_table(adata: ad.AnnData, embeddings: dict[str, np.ndarray], params: H2Params) -> pd.DataFrame:
+    """scib-metrics (batch ASW, iLISI, graph connectivity) per embedding, within biology labels."""
+    labels = adata.obs[params.biology_key] if params.biology_key in adata.obs else adata.obs[params.context_key]
+    rows = [{"embedding": name, **batch_metrics(z, adata.obs[params.context_key], labels)}
+            for name, z in embeddings.items()]
+    return pd.DataFrame(rows)
+
+
+def mitigation_verdict(tradeoff: pd.DataFrame, *, min_drop: float = 0.2, max_bio_loss: float = 0.05) -> pd.DataFrame:
+    """Which mitigation points cut leakage by ``min_drop`` AUC while keeping biology within ``max_bio_loss``."""
+    ae = tradeoff[tradeoff.method == "AE"].iloc[0]
+    rows = tradeoff[~tradeoff.method.isin(["AE", "PCA", "combat", "harmony"])].copy()
+    rows["auc_drop_vs_ae"] = ae.leakage_auc - rows.leakage_auc
+    rows["biology_change_vs_ae"] = rows.biology_accuracy - ae.biology_accuracy
+    rows["meets_goal"] = (rows.auc_drop_vs_ae >= min_drop) & (rows.biology_change_vs_ae >= -max_bio_loss)
+    return rows[["label", "leakage_auc", "auc_drop_vs_ae", "biology_accuracy", "biology_change_vs_ae", "meets_goal"]]
+
+
+def write_outputs(params: H2Params, *, metrics: dict[str, Any], tables: dict[str, pd.DataFrame],
+                  charts: dict[str, Any], history: pd.DataFrame) -> Path:
+    """metrics.json, history.csv, one CSV per table, PNG + HTML per chart — all atomic."""
+    out = Path(params.output_dir)
+    for name, frame in tables.items():
+        io.write_csv(out / f"{name}.csv", frame)
+    for name, chart in charts.items():
+        io.save_chart(chart, out / name)
+    io.write_csv(out / "history.csv", history)
+    io.write_json(out / "metrics.json", {"params": params.to_dict(), **metrics})
+    return out
+
+
+def summary_metrics(leakage: pd.DataFrame, tradeoff: pd.DataFrame, verdict: pd.DataFrame,
+                    scib_table: pd.DataFrame, *, seconds: float) -> dict[str, Any]:
+    """The headline numbers for metrics.json: linear-probe leakage, trade-off points, the verdict."""
+    linear = leakage[leakage.probe == "linear"]
+    headline = {
+        f"{r.embedding} | {r.split} | {r.metric}": {"value": r.value, "ci": [r.ci_low, r.ci_high],
+                                                    "null_mean": r.null_mean, "p_value": r.p_value}
+        for r in linear.itertuples()
+    }
+    best = verdict.sort_values("auc_drop_vs_ae", ascending=False).head(1)
+    return {
+        "linear_probe": headline,
+        "tradeoff": tradeoff.to_dict(orient="records"),
+        "mitigation_goal_met": bool(verdict.meets_goal.any()),
+        "best_mitigation": best.to_dict(orient="records")[0] if len(best) else None,
+        "scib": scib_table.to_dict(orient="records"),
+        "seconds": seconds,
+    }

@@ -1,0 +1,352 @@
+"""The one training loop every study uses.
+
+``fit`` trains a model whose ``loss_terms(batch)`` returns named scalar terms.
+Each term has a configured weight (a number, or a function of the step
+context for warm-ups, curricula and switches). Before the first step a
+contract check proves the configuration is the model that was designed: a
+weight that no term reads, or a term with weight > 0 that is not finite or
+sends no gradient to the parameters it should shape, stops the run. This is
+the closed loop whose absence let an earlier project train a different model
+than the one it described.
+
+Optional model hooks, all duck-typed:
+
+- ``term_targets(name) -> dict[str, list[Parameter]]``: parameter groups a
+  term must reach (default: every trainable parameter, as one group).
+- ``check_design(batch)``: extra structural checks; raise ``ContractError``.
+- ``after_step(ctx)``: explicit per-step state updates (never in ``forward``).
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import math
+import os
+import random
+import time
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+
+class ContractError(RuntimeError):
+    """The configured model is not the designed model (unused weight, dead term, ...)."""
+
+
+class DivergenceError(FloatingPointError):
+    """A loss term became NaN or infinite during training."""
+
+
+@dataclasses.dataclass(frozen=True)
+class StepContext:
+    """What a weight schedule may depend on: where training is and this step's term values."""
+
+    epoch: int
+    step: int
+    epochs: int
+    terms: Mapping[str, float] = dataclasses.field(default_factory=dict)
+
+
+Weight = float | Callable[[StepContext], float]
+Batches = Iterable[Any] | Callable[[int], Iterable[Any]]
+
+
+@dataclasses.dataclass(frozen=True)
+class EarlyStopping:
+    """Stop when ``monitor`` has not improved for ``patience`` epochs; restore the best."""
+
+    monitor: str
+    mode: str = "max"
+    patience: int = 5
+    min_delta: float = 0.0
+
+    def improved(self, value: float, best: float | None) -> bool:
+        if best is None or not math.isfinite(best):
+            return math.isfinite(value)
+        if self.mode == "max":
+            return value > best + self.min_delta
+        return value < best - self.min_delta
+
+
+@dataclasses.dataclass
+class FitResult:
+    history: pd.DataFrame
+    best_epoch: int
+    best_score: float | None
+    stopped_early: bool
+    resumed_from: int | None
+
+
+def seed_everything(seed: int) -> None:
+    """One seed drives python, numpy and torch; CPU runs repeat bit for bit."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def minibatches(n: int, batch_size: int, seed: int, *, shuffle: bool = True) -> Callable[[int], list]:
+    """Index batches whose order depends only on (seed, epoch), so resuming is exact."""
+    if n <= 0:
+        raise ValueError(f"minibatches: need at least one row, got n={n}")
+    if batch_size <= 0:
+        raise ValueError(f"minibatches: batch_size must be > 0, got {batch_size}")
+
+    def batches(epoch: int) -> list[np.ndarray]:
+        order = np.arange(n)
+        if shuffle:
+            order = np.random.default_rng([seed, epoch]).permutation(n)
+        return [order[i : i + batch_size] for i in range(0, n, batch_size)]
+
+    return batches
+
+
+def resolve_weight(weight: Weight, ctx: StepContext) -> float:
+    value = weight(ctx) if callable(weight) else weight
+    return float(value)
+
+
+def peak_weight(weight: Weight, epochs: int, terms: Mapping[str, float]) -> float:
+    """Largest value a weight takes over the planned epochs (for the contract)."""
+    if not callable(weight):
+        return float(weight)
+    probes = {0, max(epochs - 1, 0), epochs // 2}
+    steps = (0, 10**6)
+    return max(
+        resolve_weight(weight, StepContext(epoch=e, step=s, epochs=epochs, terms=terms))
+        for e in probes
+        for s in steps
+    )
+
+
+def _first_batch(batches: Batches) -> Any:
+    iterable = batches(0) if callable(batches) else batches
+    for batch in iterable:
+        return batch
+    raise ValueError("fit: the training data yielded no batch")
+
+
+def _term_targets(model: nn.Module, name: str) -> dict[str, list[nn.Parameter]]:
+    if hasattr(model, "term_targets"):
+        targets = model.term_targets(name)
+        if targets:
+            return {k: [p for p in v if p.requires_grad] for k, v in targets.items()}
+    return {"all parameters": [p for p in model.parameters() if p.requires_grad]}
+
+
+def check_contract(model: nn.Module, batch: Any, weights: Mapping[str, Weight], epochs: int = 1) -> dict[str, Any]:
+    """Prove on one batch that every configured weight is read and every active term trains.
+
+    Returns a report (term values, peak weights, gradient norms per target group).
+    Model parameters and buffers are left exactly as they were.
+    """
+    saved = copy.deepcopy(model.state_dict())
+    was_training = model.training
+    model.train()
+    try:
+        if hasattr(model, "check_design"):
+            model.check_design(batch)
+        terms = model.loss_terms(batch)
+        names, configured = set(terms), set(weights)
+        if configured - names:
+            raise ContractError(
+                f"configured weight(s) {sorted(configured - names)} are read by no loss term; "
+                f"the model computes {sorted(names)}"
+            )
+        if names - configured:
+            raise ContractError(
+                f"loss term(s) {sorted(names - configured)} have no configured weight "
+                "(configure 0 to log a term without training on it)"
+            )
+        values = {k: float(v.detach()) for k, v in terms.items()}
+        report: dict[str, Any] = {"terms": values, "peak_weights": {}, "grad_norms": {}}
+        for name in sorted(names):
+            peak = peak_weight(weights[name], epochs, values)
+            report["peak_weights"][name] = peak
+            if peak <= 0:
+                continue
+            if not math.isfinite(values[name]):
+                raise ContractError(f"loss term {name!r} is {values[name]} on the first batch")
+            report["grad_norms"][name] = _check_term_gradient(model, name, terms[name])
+        return report
+    finally:
+        model.load_state_dict(saved)
+        model.train(was_training)
+
+
+def _check_term_gradient(model: nn.Module, name: str, term: torch.Tensor) -> dict[str, float]:
+    if not term.requires_grad:
+        raise ContractError(f"loss term {name!r} has weight > 0 but is not connected to any parameter")
+    norms: dict[str, float] = {}
+    for group, params in _term_targets(model, name).items():
+        if not params:
+            raise ContractError(f"loss term {name!r}: target group {group!r} has no trainable parameter")
+        grads = torch.autograd.grad(term, params, retain_graph=True, allow_unused=True)
+        norm = math.sqrt(sum(float(g.pow(2).sum()) for g in grads if g is not None))
+        if not norm > 0:
+            raise ContractError(
+                f"loss term {name!r} has weight > 0 but sends no gradient to {group!r}"
+            )
+        norms[group] = norm
+    return norms
+
+
+def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def fit(
+    model: nn.Module,
+    train_data: Batches,
+    *,
+    weights: Mapping[str, Weight],
+    epochs: int,
+    lr: float = 1e-3,
+    optimizer: Callable[[nn.Module], torch.optim.Optimizer] | None = None,
+    scheduler: Callable[[torch.optim.Optimizer], Any] | None = None,
+    validate: Callable[[nn.Module], Mapping[str, float]] | None = None,
+    monitors: Callable[[nn.Module, int], Mapping[str, float]] | None = None,
+    on_epoch_start: Callable[[nn.Module, int], None] | None = None,
+    early_stopping: EarlyStopping | None = None,
+    checkpoint_path: str | Path | None = None,
+    seed: int = 0,
+    grad_clip: float | None = None,
+    clip_mode: str = "norm",
+    progress: bool = True,
+    desc: str = "train",
+) -> FitResult:
+    """Train ``model`` on ``train_data`` with the named, weighted loss terms.
+
+    ``train_data`` is a re-iterable of batches or ``epoch -> batches`` (see
+    ``minibatches``). Returns the per-epoch history (every term, its weight,
+    monitors, validation metrics) and restores the best checkpoint when early
+    stopping is on. A checkpoint at ``checkpoint_path`` is resumed from.
+    """
+    if epochs < 1:
+        raise ValueError(f"fit: epochs must be >= 1, got {epochs}")
+    if clip_mode not in ("norm", "value"):
+        raise ValueError(f"fit: clip_mode must be 'norm' or 'value', got {clip_mode!r}")
+    batches_for = train_data if callable(train_data) else (lambda _epoch: train_data)
+    check_contract(model, _first_batch(batches_for), weights, epochs)
+
+    opt = optimizer(model) if optimizer else torch.optim.Adam(model.parameters(), lr=lr)
+    sched = scheduler(opt) if scheduler else None
+    history: list[dict[str, Any]] = []
+    best_state, best_epoch, best_score, bad_epochs = None, -1, None, 0
+    start_epoch, resumed_from = 0, None
+    ckpt = Path(checkpoint_path) if checkpoint_path else None
+    seed_everything(seed)
+    if ckpt and ckpt.exists():
+        state = torch.load(ckpt, weights_only=True)
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        if sched and state.get("scheduler"):
+            sched.load_state_dict(state["scheduler"])
+        history, best_state = state["history"], state["best_state"]
+        best_epoch, best_score, bad_epochs = state["best_epoch"], state["best_score"], state["bad_epochs"]
+        torch.set_rng_state(state["torch_rng"])
+        start_epoch = resumed_from = state["epoch"] + 1
+        if state.get("stopped"):
+            start_epoch = epochs
+
+    global_step = sum(int(r.get("steps", 0)) for r in history)
+    stopped_early = bool(history and history[-1].get("stopped_early"))
+    bar = tqdm(range(start_epoch, epochs), desc=desc, disable=not progress, leave=False)
+    for epoch in bar:
+        if on_epoch_start:
+            on_epoch_start(model, epoch)
+        model.train()
+        started = time.perf_counter()
+        row, global_step = _train_epoch(model, batches_for(epoch), opt, weights, epoch, epochs,
+                                        global_step, grad_clip, clip_mode)
+        if sched:
+            sched.step()
+        row["seconds"] = time.perf_counter() - started
+        row["lr"] = opt.param_groups[0]["lr"]
+        model.eval()
+        with torch.no_grad():
+            if monitors:
+                row.update({k: float(v) for k, v in monitors(model, epoch).items()})
+        if validate:
+            row.update({k: float(v) for k, v in validate(model).items()})
+        if early_stopping:
+            if early_stopping.monitor not in row:
+                raise ValueError(
+                    f"early stopping monitors {early_stopping.monitor!r}, "
+                    f"but the epoch record has only {sorted(row)}"
+                )
+            score = row[early_stopping.monitor]
+            if early_stopping.improved(score, best_score):
+                best_state, best_epoch, best_score, bad_epochs = copy.deepcopy(model.state_dict()), epoch, score, 0
+            else:
+                bad_epochs += 1
+            row["stopped_early"] = bad_epochs >= early_stopping.patience
+        history.append(row)
+        bar.set_postfix(loss=f"{row['train_loss']:.4g}")
+        stop = bool(row.get("stopped_early"))
+        if ckpt:
+            _save_checkpoint(ckpt, {
+                "model": model.state_dict(), "optimizer": opt.state_dict(),
+                "scheduler": sched.state_dict() if sched else None,
+                "epoch": epoch, "history": history, "best_state": best_state,
+                "best_epoch": best_epoch, "best_score": best_score, "bad_epochs": bad_epochs,
+                "torch_rng": torch.get_rng_state(), "stopped": stop,
+            })
+        if stop:
+            stopped_early = True
+            break
+    if early_stopping and best_state is not None:
+        model.load_state_dict(best_state)
+    model.eval()
+    frame = pd.DataFrame(history)
+    if best_epoch < 0:
+        best_epoch = len(history) - 1
+    return FitResult(frame, best_epoch, best_score, stopped_early, resumed_from)
+
+
+def _train_epoch(model, batches, opt, weights, epoch, epochs, global_step, grad_clip, clip_mode):
+    sums: dict[str, float] = {}
+    n_steps = 0
+    for batch in batches:
+        terms = model.loss_terms(batch)
+        values = {k: float(v.detach()) for k, v in terms.items()}
+        ctx = StepContext(epoch=epoch, step=global_step, epochs=epochs, terms=values)
+        used = {k: resolve_weight(weights[k], ctx) for k in terms}
+        for name, value in values.items():
+            if used[name] != 0 and not math.isfinite(value):
+                raise DivergenceError(
+                    f"loss term {name!r} became {value} at epoch {epoch}, step {global_step}"
+                )
+        total = sum(used[k] * terms[k] for k in terms if used[k] != 0)
+        opt.zero_grad(set_to_none=True)
+        if isinstance(total, torch.Tensor) and total.requires_grad:
+            total.backward()
+            if grad_clip:
+                params = [p for p in model.parameters() if p.grad is not None]
+                if clip_mode == "norm":
+                    torch.nn.utils.clip_grad_norm_(params, grad_clip)
+                else:
+                    torch.nn.utils.clip_grad_value_(params, grad_clip)
+            opt.step()
+        if hasattr(model, "after_step"):
+            model.after_step(ctx)
+        global_step += 1
+        n_steps += 1
+        sums["train_loss"] = sums.get("train_loss", 0.0) + float(total.detach() if isinstance(total, torch.Tensor) else total)
+        for k, v in values.items():
+            sums[f"train_{k}"] = sums.get(f"train_{k}", 0.0) + v
+            sums[f"weight_{k}"] = sums.get(f"weight_{k}", 0.0) + used[k]
+    if n_steps == 0:
+        raise ValueError(f"fit: epoch {epoch} yielded no batch")
+    row = {"epoch": epoch, "steps": n_steps}
+    row.update({k: v / n_steps for k, v in sums.items()})
+    return row, global_step

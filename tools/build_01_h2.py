@@ -1,0 +1,213 @@
+"""Builder for notebooks/01_h2_leakage.ipynb (run: python tools/build_01_h2.py)."""
+
+from nbbuild import code, md, params, write_notebook
+
+cells = [
+    md("""
+# Study 1 — H2: do unsupervised embeddings encode the chip?
+
+Before modelling *perturbation → phenotype*, check a more basic and more dangerous thing:
+does an embedding learned **without** any context label still carry the experimental context
+(the chip / batch) strongly enough that a **linear** model can read it back — and does that
+readout generalise to a biological condition (a `Sample`) the probe never saw?
+
+If yes, every downstream model can learn the shortcut "which chip was this?" instead of biology.
+
+**What this notebook does, step by step**
+1. loads single-cell counts (simulated with known truth by default; the user's 3-file R export or `.h5ad` work the same way),
+2. learns 16-dimensional embeddings with PCA and an autoencoder, never shown `Group` or `Sample`,
+3. probes them for the chip with a linear and a non-linear probe under a random split and a held-out-sample split,
+   every number with a bootstrap CI and a permutation null,
+4. tries mitigations (adversarial, HSIC, MMD, context/biology subspace; ComBat and Harmony as baselines)
+   and plots what each costs in biology.
+"""),
+    md("""
+## Parameters
+
+`preset` picks a size (`quick` for this committed notebook, `standard` for `make run`, `full` for the seed's
+2,418 × 18,683). Any other name set here overrides the preset; `None` keeps the preset's value.
+Rerun with papermill, e.g. `papermill notebooks/01_h2_leakage.ipynb out.ipynb -p preset standard -p chip_effect 0`.
+"""),
+    params("""
+preset = "quick"
+seed = None
+output_dir = None
+data = None  # "simulated", "pbmc68k", a directory with X.mtx/meta.csv/genes.tsv, or a .h5ad file
+context_key = None
+condition_key = None
+biology_key = None
+holdout = None  # a Sample value, or "each"
+chip_effect = None
+epochs = None
+penalty_weights = None
+progress = None
+"""),
+    code("""
+import time
+
+import pandas as pd
+from IPython.display import display
+
+from latentlab import plots
+from latentlab.studies import h2
+
+started = time.perf_counter()
+params = h2.H2Params.from_namespace(globals())
+pd.Series(params.to_dict(), name="value").to_frame()
+""", "nbval-check-output"),
+    md("""
+## 1 · Data
+
+By default the simulator draws negative-binomial counts for cells of known **types** (the biology), in four
+samples (27, 30, 34, 36) **crossed** with two chips in unequal shares — so the held-out sample still contains
+cells from both chips, as in the seed's table. The chip adds a gene-wise multiplicative effect plus a
+library-size shift whose strength is `chip_effect`. The counts are written to `X.mtx` / `meta.csv` /
+`genes.tsv` and read back through the same validated loader a user's R export goes through.
+"""),
+    code("""
+adata = h2.load(params)
+print(adata)
+pd.crosstab(adata.obs[params.condition_key], adata.obs[params.context_key], margins=True)
+""", "nbval-check-output"),
+    md("""
+Library-size normalisation and `log1p` (a parameter: `preprocessing="raw"` keeps counts for the ablation).
+The matrix stays sparse throughout.
+"""),
+    code("""
+adata = h2.preprocess(adata, params)
+h2.add_expression_reference(adata, params)
+splits = h2.make_splits(adata, params)
+pd.DataFrame([{"split": s.name, "train cells": len(s.train), "test cells": len(s.test)} for s in splits])
+""", "nbval-check-output"),
+    md("""
+## 2 · Embeddings (latent dimension 16, no labels)
+
+PCA on the sparse matrix, and the seed's autoencoder `n_genes → 512 → 64 → 16 → 64 → 512 → n_genes`
+(MSE, Adam), trained on sparse minibatches through `latentlab.train.fit` — which first checks the loss
+contract (every configured weight is read by a term that trains the model) and logs every term per epoch.
+"""),
+    code("""
+z_pca = h2.pca_embedding(adata, params)
+z_ae, ae_history = h2.ae_embedding(adata, params)
+embeddings = {"PCA": z_pca, "AE": z_ae}
+ae_history[["epoch", "train_recon", "seconds"]].tail(3)
+""", "nbval-ignore-output"),
+    md("""What the embeddings look like, coloured by chip, sample and (true) cell type:"""),
+    code("""
+obs_keys = [k for k in (params.context_key, params.condition_key, params.biology_key) if k in adata.obs]
+display(plots.embedding_scatter(z_pca, adata.obs, obs_keys, title="PCA"))
+plots.embedding_scatter(z_ae, adata.obs, obs_keys, title="AE")
+"""),
+    md("""
+## 3 · Leakage probes
+
+A logistic-regression probe (and a k-NN probe, since a low *linear* score would not prove the chip is
+absent) is trained on the training cells' embedding to predict `Group`, and scored on the test cells.
+Each metric carries a 95% bootstrap CI over test cells and a permutation null (the probe refitted on
+shuffled training labels): the grey band is what chance looks like here.
+"""),
+    code("""
+leakage, roc = h2.leakage_table(adata, embeddings, splits, params)
+h2.seed_style_table(leakage)
+"""),
+    code("""
+plots.metric_intervals(leakage, "roc_auc")
+"""),
+    code("""
+plots.roc_curves(roc[roc.probe == "linear"])
+"""),
+    md("""
+**Reading it.** A held-out-sample AUC well above the null band means the chip direction learned on three
+samples transfers to a fourth the probe never saw: the context is encoded consistently, not by accident.
+Under the random split, samples and chips are confounded (unequal chip shares per sample), so a probe can
+also read the chip *through* the sample; the held-out split removes that route, which is why it is the
+main number.
+"""),
+    md("""
+## 4 · Mitigations and what they cost
+
+Each mitigation is an autoencoder with a penalty, trained on all cells but told the chip only for the
+training cells of the held-out split (the held-out sample's labels are hidden, so its leakage is an honest
+test):
+
+* **adversarial** — a chip classifier on z through gradient reversal (domain-adversarial AE);
+* **HSIC** — kernel dependence between z and the chip, penalised;
+* **MMD** — distance between the chips' z distributions, penalised;
+* **subspace** — z = [z_ctx, z_bio]: the chip must be predictable from z_ctx and is adversarially removed
+  from z_bio, which is what gets probed.
+
+ComBat and Harmony are the ecosystem's baselines; note they see **every** cell's chip label, including the
+held-out sample's.
+"""),
+    code("""
+holdout_split = splits[-1]
+reference = dict(embeddings)
+for method in params.baselines:
+    reference[method] = h2.baseline_embedding(adata, params, method)
+tradeoff, mitigated, mitigation_history = h2.mitigation_sweep(adata, params, holdout_split, reference)
+tradeoff.round(3)
+""", "nbval-ignore-output"),
+    code("""
+plots.tradeoff(tradeoff)
+"""),
+    md("""The training curves of every mitigation (every loss term, per epoch):"""),
+    code("""
+plots.loss_curves(mitigation_history)
+"""),
+    md("""
+Against the issue's bar — a mitigation that lowers held-out leakage AUC by ≥ 0.2 versus the plain AE while
+keeping cell-type probe accuracy within 0.05:
+"""),
+    code("""
+verdict = h2.mitigation_verdict(tradeoff)
+verdict.round(3)
+"""),
+    md("""
+## 5 · Established batch metrics (scib-metrics)
+
+Batch ASW, iLISI and graph connectivity (higher = better mixed / connected), computed within cell types as
+scib defines them, so these results can be compared with the integration literature.
+"""),
+    code("""
+scib_table = h2.batch_metric_table(adata, mitigated, params) if params.scib else pd.DataFrame()
+scib_table.round(3)
+""", "nbval-ignore-output"),
+    code("""
+plots.batch_metric_bars(scib_table) if len(scib_table) else "scib metrics switched off"
+"""),
+    md("""## 6 · Save everything (atomic writes into `output_dir`)"""),
+    code("""
+charts = {
+    "scatter_pca": plots.embedding_scatter(z_pca, adata.obs, obs_keys, title="PCA"),
+    "scatter_ae": plots.embedding_scatter(z_ae, adata.obs, obs_keys, title="AE"),
+    "leakage_intervals": plots.metric_intervals(leakage, "roc_auc"),
+    "roc": plots.roc_curves(roc[roc.probe == "linear"]),
+    "tradeoff": plots.tradeoff(tradeoff),
+}
+if len(scib_table):
+    charts["scib"] = plots.batch_metric_bars(scib_table)
+metrics = h2.summary_metrics(leakage, tradeoff, verdict, scib_table, seconds=time.perf_counter() - started)
+out = h2.write_outputs(
+    params,
+    metrics=metrics,
+    tables={"leakage": leakage, "tradeoff": tradeoff, "verdict": verdict, "scib": scib_table},
+    charts=charts,
+    history=pd.concat([ae_history.assign(method="none", weight=0.0), mitigation_history], ignore_index=True),
+)
+sorted(p.name for p in out.iterdir() if p.is_file())
+""", "nbval-ignore-output"),
+    md("""
+## Conclusions
+
+* With a chip effect present, both PCA and the autoencoder encode the chip so that a linear probe reads it
+  back on a sample it never saw — the seed's H2 finding, reproduced with confidence intervals and a null.
+  Rerun with `-p chip_effect 0` and the same probe reports chance: the probe is not inventing leakage.
+* The trade-off chart is the decision tool: a mitigation is only useful if it moves points left
+  (less leakage) without moving them down (less biology).
+* In these runs the distribution-matching penalties (MMD, HSIC) move points left most reliably; the
+  gradient-reversal adversary is unstable (its discriminator is fooled without the information being
+  removed for a fresh probe), which is why the probe must always be a *fresh* model, never the adversary itself.
+"""),
+]
+
+write_notebook("notebooks/01_h2_leakage.ipynb", cells)
