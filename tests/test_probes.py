@@ -47,10 +47,12 @@ def test_random_split_is_stratified_80_20():
 
 
 def test_holdout_that_empties_a_class_is_an_error():
-    labels = pd.Series(["chip1"] * 10 + ["chip2"] * 10, name="Group")
-    condition = pd.Series(["27"] * 10 + ["36"] * 10, name="Sample")
-    with pytest.raises(SplitError, match=r"holdout Sample=36' leaves no Group=\['chip1'\] cells in the test set"):
+    labels = pd.Series(["chip1"] * 10 + ["chip1", "chip2"] * 5, name="Group")
+    condition = pd.Series(["36"] * 10 + ["27"] * 10, name="Sample")
+    with pytest.raises(SplitError, match=r"holdout Sample=36' leaves no Group=\['chip2'\] cells in the test set"):
         holdout_split(labels, condition, "36")
+    with pytest.raises(SplitError, match=r"holdout Sample=27' leaves no Group=\['chip2'\] cells in the train set"):
+        holdout_split(labels, condition, "27")
 
 
 def test_unknown_holdout_value_is_an_error():

@@ -87,7 +87,7 @@ def test_history_has_every_term_weight_monitor_and_validation_metric():
     result = train.fit(
         Regression(), data(), weights={"mse": 1.0, "l2": 0.01}, epochs=3, progress=False,
         monitors=lambda m, e: {"weight_norm": m.linear.weight.norm()},
-        validate=lambda m: {"val_mse": float((m.linear(data(seed=1)[0][0]).squeeze(-1) - data(seed=1)[0][1]).pow(2).mean())},
+        validate=lambda m: {"val_mse": float((m.linear(data(seed=1)[0][0]).squeeze(-1) - data(seed=1)[0][1]).pow(2).mean().detach())},
     )
     expected = {"epoch", "train_loss", "train_mse", "train_l2", "weight_mse", "weight_l2", "weight_norm", "val_mse",
                 "seconds", "lr"}

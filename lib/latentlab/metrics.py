@@ -16,7 +16,7 @@ from sklearn.neighbors import NearestNeighbors
 def clustering_ari(z: np.ndarray, labels: pd.Series, *, seed: int = 0) -> float:
     """ARI between k-means (k = number of true types) and the true cell types."""
     k = labels.nunique()
-    clusters = KMeans(n_clusters=k, n_init=10, random_state=seed).fit_predict(np.asarray(z, dtype=np.float64))
+    clusters = KMeans(n_clusters=k, n_init=4, random_state=seed).fit_predict(np.asarray(z, dtype=np.float64))
     return float(adjusted_rand_score(np.asarray(labels.astype(str)), clusters))
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
 P = TypeVar("P", bound="StudyParams")
@@ -84,8 +85,24 @@ class StudyParams:
                 f"{type(self).__name__}.{name} = {getattr(self, name)!r}: {message}"
             )
 
+    @property
+    def output_path(self) -> Path:
+        """``output_dir`` as a path; relative paths are taken from the project root, not the cwd."""
+        path = Path(self.output_dir)
+        return path if path.is_absolute() else project_root() / path
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+def project_root() -> Path:
+    """The checkout this package lives in (editable install), else the working directory.
+
+    nbval runs notebooks from ``notebooks/`` and papermill from anywhere; resolving
+    against the root keeps every run's outputs under the same ``runs/``.
+    """
+    root = Path(__file__).resolve().parents[2]
+    return root if (root / "pyproject.toml").exists() else Path.cwd()
 
 
 def _plain_type(annotation: Any) -> type | tuple[type, ...] | None:

@@ -258,7 +258,7 @@ def simulate_counts(sim: ScrnaSimulation, *, chunk: int = 512) -> ad.AnnData:
     var = pd.DataFrame(index=[f"gene{j:05d}" for j in range(g)])
     var["chip_lfc"] = chip_lfc
     adata = ad.AnnData(X=counts, obs=obs, var=var)
-    adata.uns["simulation"] = dataclasses.asdict(sim)
+    adata.uns["simulation"] = {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(sim).items()}
     return adata
 
 

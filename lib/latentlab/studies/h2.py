@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -64,10 +65,10 @@ class H2Params(StudyParams):
     progress: bool = True
 
     PRESETS = {
-        "quick": dict(n_cells=1200, n_genes=1000, epochs=30, n_boot=200, n_perm=20,
+        "quick": dict(output_dir="runs/quick/h2_leakage", n_cells=1200, n_genes=1000, epochs=30, n_boot=100, n_perm=20,
                       penalty_weights={"adversarial": [0.03], "hsic": [1.0], "mmd": [0.3], "subspace": [0.1]}),
         "standard": dict(n_cells=2418, n_genes=2000, epochs=30),
-        "full": dict(n_cells=2418, n_genes=18683, epochs=30),
+        "full": dict(output_dir="runs/full/h2_leakage", n_cells=2418, n_genes=18683, n_top_genes=2000, epochs=30),
     }
 
     def check(self) -> None:
@@ -100,7 +101,7 @@ def load(params: H2Params) -> ad.AnnData:
             n_cells=params.n_cells, n_genes=params.n_genes, chip_effect=params.chip_effect,
             library_shift=params.library_shift, sample_effect=params.sample_effect, seed=params.seed,
         )
-        directory = scrna.write_three_file(scrna.simulate_counts(sim), Path(params.output_dir) / "data")
+        directory = scrna.write_three_file(scrna.simulate_counts(sim), params.output_path / "data")
         return scrna.load_three_file(directory, context_key=params.context_key, condition_key=condition)
     if params.data == "pbmc68k":
         return scrna.load_pbmc68k(context_key=params.context_key)
@@ -112,6 +113,7 @@ def load(params: H2Params) -> ad.AnnData:
 
 def preprocess(adata: ad.AnnData, params: H2Params) -> ad.AnnData:
     """Library-size normalise + log1p (unless raw or already normalised); optional HVG subset."""
+    sc.pp.filter_genes(adata, min_cells=3)  # all-zero genes carry nothing and break ComBat's variance step
     adata.layers["counts"] = adata.X.copy()
     already_normalised = adata.X.dtype.kind == "f" and not np.all(adata.X.data == np.round(adata.X.data))
     if params.preprocessing == "log1p" and not already_normalised:
@@ -210,7 +212,9 @@ def baseline_embedding(adata: ad.AnnData, params: H2Params, method: str) -> np.n
     if method == "combat":
         corrected = adata.copy()
         corrected.X = corrected.X.toarray()
-        sc.pp.combat(corrected, key=params.context_key)
+        with warnings.catch_warnings():  # its convergence check divides by exactly-zero batch effects
+            warnings.simplefilter("ignore", RuntimeWarning)
+            sc.pp.combat(corrected, key=params.context_key)
         sc.pp.pca(corrected, n_comps=params.latent_dim, random_state=params.seed)
         return corrected.obsm["X_pca"].copy()
     if method == "harmony":
@@ -327,7 +331,7 @@ def mitigation_verdict(tradeoff: pd.DataFrame, *, min_drop: float = 0.2, max_bio
 def write_outputs(params: H2Params, *, metrics: dict[str, Any], tables: dict[str, pd.DataFrame],
                   charts: dict[str, Any], history: pd.DataFrame) -> Path:
     """metrics.json, history.csv, one CSV per table, PNG + HTML per chart — all atomic."""
-    out = Path(params.output_dir)
+    out = params.output_path
     for name, frame in tables.items():
         io.write_csv(out / f"{name}.csv", frame)
     for name, chart in charts.items():

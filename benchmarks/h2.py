@@ -1,0 +1,107 @@
+"""Study 1 at scale: whole-study wall time and peak memory, and AE epoch scaling.
+
+Run: ``make bench`` (or ``.venv/bin/python benchmarks/h2.py [--quick]``). Prints tables;
+nothing here is a test. Figures go into the README by hand, with the date.
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import psutil
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def whole_study(preset: str, overrides: dict) -> dict:
+    """Execute notebooks/01_h2_leakage.ipynb with papermill; the kernel is our child process."""
+    import papermill
+
+    with tempfile.TemporaryDirectory() as tmp:
+        started = time.perf_counter()
+        papermill.execute_notebook(
+            str(ROOT / "notebooks/01_h2_leakage.ipynb"), str(Path(tmp) / "out.ipynb"),
+            parameters={"preset": preset, "output_dir": str(Path(tmp) / "run"), "progress": False, **overrides},
+            kernel_name="python3", progress_bar=False, cwd=str(ROOT),
+        )
+        seconds = time.perf_counter() - started
+    peak_gb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 2**20
+    return {"seconds": seconds, "peak_rss_gb": peak_gb}
+
+
+class PeakSampler:
+    """Peak RSS of this process while a block runs (polled every 5 ms)."""
+
+    def __enter__(self):
+        self.proc, self.peak, self.running = psutil.Process(), 0, True
+        self.base = self.proc.memory_info().rss
+        self.thread = threading.Thread(target=self._poll, daemon=True)
+        self.thread.start()
+        return self
+
+    def _poll(self):
+        while self.running:
+            self.peak = max(self.peak, self.proc.memory_info().rss)
+            time.sleep(0.005)
+
+    def __exit__(self, *exc):
+        self.running = False
+        self.thread.join()
+
+    @property
+    def extra_mb(self) -> float:
+        return (self.peak - self.base) / 2**20
+
+
+def ae_epoch(n_cells: int, n_genes: int, batch_size: int = 64) -> dict:
+    """One AE epoch on simulated sparse counts; memory above the loaded data."""
+    from latentlab.data.scrna import ScrnaSimulation, simulate_counts
+    from latentlab.studies import h2
+
+    params = h2.H2Params.from_preset("standard", n_cells=n_cells, n_genes=n_genes, epochs=1,
+                                     batch_size=batch_size, progress=False)
+    adata = h2.preprocess(simulate_counts(ScrnaSimulation(n_cells=n_cells, n_genes=n_genes)), params)
+    data_mb = (adata.X.data.nbytes + adata.X.indices.nbytes + adata.X.indptr.nbytes) / 2**20
+    with PeakSampler() as mem:
+        started = time.perf_counter()
+        h2.ae_embedding(adata, params)
+        seconds = time.perf_counter() - started
+    return {"cells": n_cells, "genes": n_genes, "density": adata.X.nnz / np.prod(adata.shape),
+            "data_mb": data_mb, "epoch_s": seconds, "s_per_1k_cells": 1000 * seconds / n_cells,
+            "train_extra_mb": mem.extra_mb}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="small sizes, to check the script runs")
+    args = parser.parse_args()
+    torch.set_num_threads(2)
+    pd.set_option("display.width", 200)
+
+    sizes = [2_000, 5_000] if args.quick else [5_000, 10_000, 25_000, 50_000]
+    rows = [ae_epoch(n, 2000) for n in sizes]
+    if not args.quick:
+        rows.append(ae_epoch(2418, 18683))
+    print("\nAE epoch time (one epoch incl. contract check and embedding; batch 64)")
+    print(pd.DataFrame(rows).round(3).to_string(index=False))
+
+    runs = {"quick": ("quick", {})} if args.quick else {
+        "full (18,683 genes; AE on 2,000 HVGs)": ("full", {}),
+    }
+    table = []
+    for label, (preset, overrides) in runs.items():
+        table.append({"run": label, **whole_study(preset, overrides)})
+    print("\nWhole study (papermill, 01_h2_leakage.ipynb)")
+    print(pd.DataFrame(table).round(2).to_string(index=False))
+
+
+if __name__ == "__main__":
+    main()
