@@ -70,3 +70,27 @@ def save_chart(chart: Any, stem: str | Path, *, png: bool = True) -> list[Path]:
             atomic_write(stem.with_suffix(".png"), lambda p: chart.save(str(p), format="png"))
         )
     return written
+
+
+def write_study_outputs(
+    output_dir: str | Path,
+    *,
+    params: dict[str, Any],
+    metrics: dict[str, Any],
+    tables: dict[str, pd.DataFrame] | None = None,
+    charts: dict[str, Any] | None = None,
+    history: pd.DataFrame | None = None,
+) -> Path:
+    """A study's results: one CSV per table, PNG + HTML per chart, history.csv, then metrics.json.
+
+    metrics.json is written last, so its presence means the rest is complete.
+    """
+    out = Path(output_dir)
+    for name, frame in (tables or {}).items():
+        write_csv(out / f"{name}.csv", frame)
+    for name, chart in (charts or {}).items():
+        save_chart(chart, out / name)
+    if history is not None:
+        write_csv(out / "history.csv", history)
+    write_json(out / "metrics.json", {"params": params, **metrics})
+    return out

@@ -331,14 +331,8 @@ def mitigation_verdict(tradeoff: pd.DataFrame, *, min_drop: float = 0.2, max_bio
 def write_outputs(params: H2Params, *, metrics: dict[str, Any], tables: dict[str, pd.DataFrame],
                   charts: dict[str, Any], history: pd.DataFrame) -> Path:
     """metrics.json, history.csv, one CSV per table, PNG + HTML per chart — all atomic."""
-    out = params.output_path
-    for name, frame in tables.items():
-        io.write_csv(out / f"{name}.csv", frame)
-    for name, chart in charts.items():
-        io.save_chart(chart, out / name)
-    io.write_csv(out / "history.csv", history)
-    io.write_json(out / "metrics.json", {"params": params.to_dict(), **metrics})
-    return out
+    return io.write_study_outputs(params.output_path, params=params.to_dict(), metrics=metrics, tables=tables,
+                                  charts=charts, history=history)
 
 
 def summary_metrics(leakage: pd.DataFrame, tradeoff: pd.DataFrame, verdict: pd.DataFrame,
