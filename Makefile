@@ -14,9 +14,15 @@ export MPLBACKEND := Agg
 
 setup: $(STAMP)
 
-# Debian packages the studies need (none yet beyond the base image).
+# Debian packages: Beagle 5.4 for Study 3's external anchor. Installed where we can
+# (root + apt); without it Study 3 says so and skips only Beagle's row.
 system:
-	@true
+	@if ! command -v beagle >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq beagle >/dev/null \
+	      || echo "warning: could not install beagle; Study 3 will skip its Beagle row"; \
+	  else echo "warning: beagle not installed and no root apt; Study 3 will skip its Beagle row"; fi; \
+	fi
 
 $(STAMP): pyproject.toml Makefile
 	$(MAKE) system
