@@ -1,0 +1,131 @@
+"""BERT + RAG genotype imputer, laid out as the seed traces it (seed 002, ``foundation_model.py``).
+
+Per window of L sites and per haplotype: allele tokens (0, 1, MASK) are embedded
+(``hap_k_before``), ``emb_fusion`` adds position and panel allele frequency, a
+transformer encodes the sequence; the k reference haplotypes retrieved for that
+haplotype (Hamming on observed sites) are embedded by ``encode_rag_segments`` and
+``rag_fusion`` cross-attends to them (``hap_k_after``). Heads give per-haplotype
+allele logits and a 4-class phased-genotype logit (class = 2·h1 + h2).
+
+``forward`` returns the seed's seven outputs, in the seed's order.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+from torch import nn
+
+MASK = 2
+
+
+@dataclasses.dataclass(frozen=True)
+class ImputerConfig:
+    window: int = 64
+    k: int = 8
+    d_model: int = 32
+    depth: int = 8  # the seed's 8 layers; a parameter for CPU budgets
+    heads: int = 4
+    ff_mult: int = 2
+    dropout: float = 0.0
+
+
+class EmbFusion(nn.Module):
+    """Token embedding + position (site index and relative bp) + AF, as ``emb_fusion(h, pos, af)``."""
+
+    def __init__(self, cfg: ImputerConfig):
+        super().__init__()
+        self.site = nn.Embedding(cfg.window, cfg.d_model)
+        self.pos = nn.Linear(1, cfg.d_model)
+        self.af = nn.Sequential(nn.Linear(2, cfg.d_model), nn.GELU(), nn.Linear(cfg.d_model, cfg.d_model))
+        self.norm = nn.LayerNorm(cfg.d_model)
+
+    def forward(self, h: torch.Tensor, pos: torch.Tensor, af: torch.Tensor) -> torch.Tensor:
+        index = torch.arange(h.shape[-2], device=h.device)
+        maf = torch.minimum(af, 1 - af)
+        extra = self.site(index) + self.pos(pos.unsqueeze(-1)) + self.af(torch.stack([af, maf], dim=-1))
+        return self.norm(h + extra)
+
+
+class RagFusion(nn.Module):
+    """Per-site cross-attention from a haplotype to its k retrieved segments, plus the local ALT share."""
+
+    def __init__(self, cfg: ImputerConfig):
+        super().__init__()
+        self.attn = nn.MultiheadAttention(cfg.d_model, cfg.heads, batch_first=True)
+        self.af_p = nn.Linear(2, cfg.d_model)
+        self.norm = nn.LayerNorm(cfg.d_model)
+        self.ff = nn.Sequential(nn.Linear(cfg.d_model, cfg.ff_mult * cfg.d_model), nn.GELU(),
+                                nn.Linear(cfg.ff_mult * cfg.d_model, cfg.d_model))
+        self.norm2 = nn.LayerNorm(cfg.d_model)
+
+    def forward(self, h: torch.Tensor, rag_h: torch.Tensor, af: torch.Tensor, af_p: torch.Tensor) -> torch.Tensor:
+        b, length, d = h.shape
+        k = rag_h.shape[1]
+        q = h.reshape(b * length, 1, d)
+        kv = rag_h.permute(0, 2, 1, 3).reshape(b * length, k, d)  # the k segments at the same site
+        att, _ = self.attn(q, kv, kv, need_weights=False)
+        fused = self.norm(h + att.reshape(b, length, d) + self.af_p(torch.stack([af, af_p], dim=-1)))
+        return self.norm2(fused + self.ff(fused))
+
+
+class SegmentEncoder(nn.Module):
+    """Embeds retrieved panel segments with pos/AF, local context (conv) and their retrieval distance."""
+
+    def __init__(self, cfg: ImputerConfig):
+        super().__init__()
+        self.allele = nn.Embedding(2, cfg.d_model)
+        self.fusion = EmbFusion(cfg)
+        self.conv = nn.Conv1d(cfg.d_model, cfg.d_model, kernel_size=5, padding=2)
+        self.dist = nn.Linear(1, cfg.d_model)
+        self.norm = nn.LayerNorm(cfg.d_model)
+
+    def forward(self, seg: torch.Tensor, pos: torch.Tensor, af: torch.Tensor, dist: torch.Tensor) -> torch.Tensor:
+        b, k, length = seg.shape
+        h = self.fusion(self.allele(seg), pos.unsqueeze(1), af.unsqueeze(1))  # [B, k, L, D]
+        flat = h.reshape(b * k, length, -1).transpose(1, 2)
+        ctx = self.conv(flat).transpose(1, 2).reshape(b, k, length, -1)
+        return self.norm(h + torch.relu(ctx) + self.dist(dist.unsqueeze(-1)).unsqueeze(2))
+
+
+class BertRagImputer(nn.Module):
+    """The seed's FoundationModel: BERT over each haplotype, RAG fusion, three heads."""
+
+    def __init__(self, cfg: ImputerConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.embedding = nn.Embedding(3, cfg.d_model)  # 0, 1, MASK
+        self.emb_fusion = EmbFusion(cfg)
+        layer = nn.TransformerEncoderLayer(cfg.d_model, cfg.heads, cfg.ff_mult * cfg.d_model, cfg.dropout,
+                                           batch_first=True, norm_first=True)
+        self.transformer_blocks = nn.TransformerEncoder(layer, cfg.depth, enable_nested_tensor=False)
+        self.segment_encoder = SegmentEncoder(cfg)
+        self.rag_fusion = RagFusion(cfg)
+        self.hap_head = nn.Linear(cfg.d_model, 2)
+        self.gt_head = nn.Sequential(nn.Linear(2 * cfg.d_model, cfg.d_model), nn.GELU(), nn.Linear(cfg.d_model, 4))
+
+    def embed_alleles(self, tokens: torch.Tensor) -> torch.Tensor:
+        """The initial embedding (``hap_before``); also arm D's target when given the true alleles."""
+        return self.embedding(tokens)
+
+    def encode(self, tokens, pos, af, rag, rag_dist):
+        before = self.embed_alleles(tokens)
+        h = self.transformer_blocks(self.emb_fusion(before, pos, af))
+        rag_h = self.segment_encoder(rag, pos, af, rag_dist)
+        af_p = rag.float().mean(dim=1)  # ALT share among the retrieved segments
+        return before, self.rag_fusion(h, rag_h, af, af_p)
+
+    def forward(self, x: dict[str, torch.Tensor]) -> list[torch.Tensor]:
+        h1_before, h1_after = self.encode(x["hap_1"], x["pos"], x["af"], x["rag_seg_h1"], x["rag_dist_h1"])
+        h2_before, h2_after = self.encode(x["hap_2"], x["pos"], x["af"], x["rag_seg_h2"], x["rag_dist_h2"])
+        gt = self.gt_head(torch.cat([h1_after, h2_after], dim=-1))
+        return [self.hap_head(h1_after), self.hap_head(h2_after), gt, h1_before, h2_before, h1_after, h2_after]
+
+    def shared_parameters(self) -> list[nn.Parameter]:
+        """Weights every term shapes: embedding, fusion and transformer (for the gradient-conflict cosine)."""
+        return [*self.embedding.parameters(), *self.emb_fusion.parameters(), *self.transformer_blocks.parameters()]
+
+    def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
+        return {"transformer": list(self.transformer_blocks.parameters()),
+                "rag_fusion": list(self.rag_fusion.parameters()) + list(self.segment_encoder.parameters())}
