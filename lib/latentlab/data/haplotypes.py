@@ -150,6 +150,7 @@ def read_vcf(path: str | Path) -> Haplotypes:
         raise VcfError(f"{path}: file not found")
     if path.stat().st_size == 0:
         raise VcfError(f"{path}: empty file (expected a VCF header and records)")
+    _check_header_samples(path)  # htslib rejects duplicate names with an opaque header error
     try:
         vcf = VCF(str(path))
     except (OSError, Exception) as exc:  # cyvcf2 raises bare Exception on unparsable headers
@@ -176,11 +177,11 @@ def read_vcf(path: str | Path) -> Haplotypes:
         if len(unphased):
             raise VcfError(f"{where}: unphased genotype for sample {samples[unphased[0]]!r}; "
                            "this imputer needs phased haplotypes (phase with Beagle/SHAPEIT first)")
-        if positions and rec.POS <= positions[-1]:
+        if positions and positions[-1] >= rec.POS:
             raise VcfError(f"{where}: positions must be strictly increasing and unique "
                            f"(previous {positions[-1]})")
         chrom = chrom or rec.CHROM
-        if rec.CHROM != chrom:
+        if chrom != rec.CHROM:
             raise VcfError(f"{where}: a second chromosome; expected one contig ({chrom})")
         positions.append(rec.POS)
         refs.append(rec.REF)
@@ -191,6 +192,24 @@ def read_vcf(path: str | Path) -> Haplotypes:
         raise VcfError(f"{path}: no variant records")
     haps = np.stack(rows, axis=-1)  # [n, 2, sites]
     return Haplotypes(samples, np.asarray(positions, dtype=np.int64), refs, alts, haps, str(chrom))
+
+
+def _check_header_samples(path: Path) -> None:
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rt") as fh:
+            for line in fh:
+                if line.startswith("#CHROM"):
+                    samples = line.rstrip("\n").split("\t")[9:]
+                    dupes = sorted({s for s in samples if samples.count(s) > 1})
+                    if dupes:
+                        raise VcfError(f"{path}: duplicate sample name(s) {dupes}")
+                    return
+                if not line.startswith("#"):
+                    break
+    except (OSError, UnicodeDecodeError) as exc:
+        raise VcfError(f"{path}: not a readable VCF ({exc})") from exc
+    raise VcfError(f"{path}: no #CHROM header line (expected a VCF)")
 
 
 def align_targets(panel: Haplotypes, targets: Haplotypes, *, panel_name: str = "panel",

@@ -99,10 +99,7 @@ def arm_weights(arm: str, threshold: float = MIN_RECON_LOSS) -> dict[str, float 
 
 def total_loss(arm: str, terms: Mapping[str, float], threshold: float = MIN_RECON_LOSS) -> float:
     """The arm's formula evaluated by hand on term values (used by tests and the share monitor)."""
-    if arm == "A":
-        w = ARM_A_ON if recon_on(terms, threshold) else ARM_A_OFF
-    else:
-        w = FIXED_WEIGHTS[arm]
+    w = (ARM_A_ON if recon_on(terms, threshold) else ARM_A_OFF) if arm == "A" else FIXED_WEIGHTS[arm]
     return sum(w[k] * terms[k] for k in w if w[k] != 0)
 
 
@@ -237,7 +234,7 @@ def gradient_conflict(objective: ReconObjective, batch: dict) -> dict[str, float
 
 
 def _flatten(grads, like) -> torch.Tensor:
-    return torch.cat([(g if g is not None else torch.zeros_like(p)).reshape(-1) for g, p in zip(grads, like)])
+    return torch.cat([(g if g is not None else torch.zeros_like(p)).reshape(-1) for g, p in zip(grads, like, strict=True)])
 
 
 def _cos(a: torch.Tensor, b: torch.Tensor) -> float:

@@ -8,7 +8,8 @@ Step functions, in the order the notebook calls them:
 from __future__ import annotations
 
 import dataclasses
-import gzip
+import hashlib
+import json
 import math
 import shutil
 import subprocess
@@ -60,6 +61,8 @@ class ReconParams(StudyParams):
     tau: float = 0.1
     util_threshold: float = 0.1
     max_train_windows: int = 0  # 0 = every (individual, window) pair
+    max_val_windows: int = 0  # 0 = every validation window (scored every epoch)
+    cache: bool = True  # reuse finished (arm, γ, seed) runs of identical parameters: the ablation resumes
     beagle: bool = True
     progress: bool = True
 
@@ -67,7 +70,8 @@ class ReconParams(StudyParams):
         "quick": dict(output_dir="runs/quick/recon_ablation", n_panel=60, n_target=10, length_bp=150_000,
                       window=32, k=4, depth=2, d_model=24, epochs=3, patience=3, batch_size=32, n_seeds=1,
                       gamma_arms=["A", "C"]),
-        "standard": dict(),
+        "standard": dict(n_panel=200, n_target=40, epochs=8, patience=3, max_train_windows=1500,
+                         max_val_windows=600),
         "full": dict(output_dir="runs/full/recon_ablation", n_panel=500, n_target=100, depth=8, d_model=64,
                      epochs=30, patience=6, n_seeds=5),
     }
@@ -224,8 +228,10 @@ def prepare(data: hp.ImputationData, params: ReconParams) -> Prepared:
     if params.max_train_windows and len(train_ws) > params.max_train_windows:
         keep = np.sort(rng.choice(len(train_ws), params.max_train_windows, replace=False))
         train_ws = _subset(train_ws, keep)
-    return Prepared(data, train_ws, build_windows(data.panel.haps[val_i], *args, self_rows=own[val_i]),
-                    build_windows(data.truth.haps, *args), data.af)
+    val_ws = build_windows(data.panel.haps[val_i], *args, self_rows=own[val_i])
+    if params.max_val_windows and len(val_ws) > params.max_val_windows:
+        val_ws = _subset(val_ws, np.sort(rng.choice(len(val_ws), params.max_val_windows, replace=False)))
+    return Prepared(data, train_ws, val_ws, build_windows(data.truth.haps, *args), data.af)
 
 
 def _subset(ws: WindowSet, keep: np.ndarray) -> WindowSet:
@@ -279,7 +285,7 @@ def score(dosage: np.ndarray, calls: np.ndarray, truth: np.ndarray, maf: np.ndar
     d, c, m = dosage[:, masked], calls[:, masked], np.broadcast_to(maf[masked], t.shape)
     res = {"f1_overall": alt_f1(c, t), "f1_rare": alt_f1(c[m < 0.05], t[m < 0.05]),
            "f1_common": alt_f1(c[m >= 0.05], t[m >= 0.05]), "concordance": float((c == t).mean())}
-    for lo, hi in zip(MAF_BINS[:-1], MAF_BINS[1:]):
+    for lo, hi in zip(MAF_BINS[:-1], MAF_BINS[1:], strict=False):
         sel = (m >= lo) & (m < hi)
         tag = f"{lo:g}-{min(hi, 0.5):g}"
         res[f"r2_{tag}"] = _r2(d[sel].astype(float), t[sel].astype(float))
@@ -378,7 +384,27 @@ def train_arm(prep: Prepared, params: ReconParams, arm: str, gamma: float, seed:
 
 
 def run_ablation(prep: Prepared, params: ReconParams) -> list[ArmRun]:
-    return [train_arm(prep, params, arm, gamma, seed) for arm, gamma, seed in params.runs()]
+    """Every (arm, γ, seed); with ``cache`` each finished run is stored and reused by a rerun of the same params."""
+    return [_cached_run(prep, params, arm, gamma, seed) for arm, gamma, seed in params.runs()]
+
+
+def run_key(params: ReconParams) -> str:
+    """Hash of every parameter that changes a run's result (not the arm list, output dir or progress)."""
+    skip = {"output_dir", "progress", "arms", "gammas", "gamma_arms", "n_seeds", "beagle", "cache", "preset"}
+    payload = json.dumps({k: v for k, v in params.to_dict().items() if k not in skip}, sort_keys=True)
+    return hashlib.sha1(payload.encode()).hexdigest()[:12]
+
+
+def _cached_run(prep: Prepared, params: ReconParams, arm: str, gamma: float, seed: int) -> ArmRun:
+    d = params.output_path / "arm_runs" / run_key(params) / f"{arm}_g{gamma:g}_s{seed}"
+    if params.cache and (d / "metrics.json").exists():
+        payload = json.loads((d / "metrics.json").read_text())
+        return ArmRun(arm, gamma, seed, pd.read_csv(d / "history.csv"), payload["metrics"], payload["switches"])
+    run = train_arm(prep, params, arm, gamma, seed)
+    if params.cache:
+        io.write_csv(d / "history.csv", run.history)
+        io.write_json(d / "metrics.json", {"metrics": run.metrics, "switches": run.switches})
+    return run
 
 
 # --------------------------------------------------------------------------- Beagle
@@ -426,11 +452,6 @@ def read_beagle(path: Path, data: hp.ImputationData) -> tuple[np.ndarray, np.nda
     return dosage, calls
 
 
-def _gz_lines(path: Path) -> int:
-    with gzip.open(path, "rt") as fh:
-        return sum(1 for line in fh if not line.startswith("#"))
-
-
 # --------------------------------------------------------------------------- tables + verdict
 
 METRIC_COLS = ["f1_overall", "f1_rare", "f1_common", "concordance"]
@@ -467,7 +488,7 @@ def display_table(summary: pd.DataFrame, cols: tuple[str, ...] = ("f1_overall", 
     for c in cols:
         if f"{c}_mean" in summary:
             m, s = summary[f"{c}_mean"], summary[f"{c}_sd"]
-            out[c] = [f"{a:.3f}" if not np.isfinite(b) else f"{a:.3f} ± {b:.3f}" for a, b in zip(m, s)]
+            out[c] = [f"{a:.3f}" if not np.isfinite(b) else f"{a:.3f} ± {b:.3f}" for a, b in zip(m, s, strict=False)]
     return out
 
 
