@@ -1,0 +1,218 @@
+"""Builder for notebooks/03_recon_ablation.ipynb (run: python tools/build_03_recon_ablation.py)."""
+
+from nbbuild import code, md, params, write_notebook
+
+cells = [
+    md("""
+# Study 3 — Does the reconstruction loss help a BERT + RAG genotype imputer?
+
+A transformer imputes masked alleles on both haplotypes of an individual, helped by reference-panel haplotypes
+retrieved for each window (RAG). As found, its loss adds a **reconstruction** term
+
+`recon_k = MSE(hap_k_before[mask], hap_k_after[mask])`
+
+that pulls the fused representation (after 8 transformer layers and RAG cross-attention) back towards the
+**initial embedding of the masked input** — at masked sites that is just the `MASK` token's embedding. A
+threshold switch (`MIN_RECON_LOSS = 0.01`) flips between `0.2·h1 + 0.2·h2 + 0.3·gt + 0.15·r1 + 0.15·r2` and
+`3·h1 + 3·h2 + 4·gt`, and every task term is a focal loss with γ = 5.
+
+**The seed's argument** (seed 002): the recon target is meaningless (it reconstructs the mask), it fights the
+task gradient (their cosine should be negative), it takes 30 % of the loss weight, the switch changes the
+loss scale 10× and should make training oscillate (or never fire, since the threshold is tiny), and γ = 5
+ignores ~97 % of positions. It proposes an ablation — A (as found), B (recon weight 0.05), C (no recon),
+D (recon towards the embedding of the **true** alleles), E (InfoNCE between the two haplotypes of a person) —
+crossed with γ ∈ {5, 2.5}, and predicts **C > D > B > A** (overall F1 0.74 / 0.73 / 0.72 / 0.70).
+
+This notebook runs that ablation and measures, rather than argues, each claim: accuracy per MAF bin,
+convergence, stability, switch counts, the recon/hap ratio, the gradient cosine and the focal utilisation.
+Beagle 5.4 on the same panel and targets is the external anchor.
+"""),
+    md("""
+## Parameters
+
+`preset` picks a size: `quick` (this committed notebook; small data, 1 seed, both γ only for arms A and C),
+`standard` (`make run`: 1 Mb, every arm × both γ × 3 seeds), `full` (larger panel, the seed's 8 layers).
+`None` keeps the preset's value. Example:
+`papermill notebooks/03_recon_ablation.ipynb out.ipynb -p preset standard -p depth 8 -p n_seeds 5`.
+`data` may name a directory with `panel.vcf`, `targets.vcf` (array sites only) and `truth.vcf`.
+"""),
+    params("""
+preset = "quick"
+seed = None
+output_dir = None
+data = None  # "simulated" or a directory with panel.vcf / targets.vcf / truth.vcf
+n_panel = None
+n_target = None
+length_bp = None
+array_fraction = None
+window = None
+k = None
+d_model = None
+depth = None
+epochs = None
+arms = None
+gammas = None
+gamma_arms = None
+n_seeds = None
+beagle = None
+progress = None
+"""),
+    code("""
+import time
+
+import pandas as pd
+from IPython.display import display
+
+from latentlab.plots import recon as rplots
+from latentlab.studies import recon
+
+started = time.perf_counter()
+params = recon.ReconParams.from_namespace(globals())
+pd.Series(params.to_dict(), name="value").astype(str).to_frame()
+""", "nbval-check-output"),
+    md("""
+## 1 · Data: a reference panel and array-genotyped targets
+
+Human-like haplotypes from a coalescent simulation (stdpopsim `HomSap` / `OutOfAfrica_3G09`, population CEU,
+the contig's flat recombination rate — runs offline), biallelic sites only, VCF positions `floor(pos) + 1`,
+made unique. Individuals are split into a reference panel and disjoint targets; sites monomorphic in the panel
+are dropped (nothing can impute them). Targets are observed only at an "array": a random share of the sites
+that are common (MAF ≥ 0.05) in the panel; everything else is masked and scored. Panel, targets (array
+sites only) and truth are written as phased VCFs and read back with cyvcf2 through the validated loader —
+Beagle reads the very same files.
+"""),
+    code("""
+data, paths = recon.load(params)
+recon.data_summary(data)
+""", "nbval-check-output"),
+    md("""
+Training uses the panel itself: panel individuals (minus a validation share) are masked exactly like the
+targets and retrieve their k nearest panel haplotypes (Hamming on the observed sites) **excluding their own
+two**. Targets are the test set, retrieving from the whole panel.
+"""),
+    code("""
+prep = recon.prepare(data, params)
+pd.DataFrame({"split": ["train", "validation", "test (targets)"],
+              "windows": [len(prep.train), len(prep.val), len(prep.test)]})
+""", "nbval-check-output"),
+    md("""
+## 2 · The ablation
+
+Every run goes through `latentlab.train.fit`: before the first step the loss contract checks that every
+configured weight is read by a loss term and that every active term sends gradient to both the transformer
+and the RAG fusion. Arm A's switch is a set of weight functions reading that step's term values, so the
+weights in the history are the ones actually used, and every switch is recorded. Early stopping on the
+validation ALT-F1 restores the best epoch. Each epoch also measures, on a fixed training batch, the cosine
+between the task gradient and the auxiliary-term gradient (on `hap_after` and on the shared weights) and the
+focal utilisation at both γ.
+"""),
+    code("""
+runs = recon.run_ablation(prep, params)
+history = pd.concat([r.history for r in runs], ignore_index=True)
+beagle = recon.run_beagle(paths, prep, params.output_path / "beagle") if params.beagle else {
+    "available": False, "reason": "beagle switched off (beagle=False)"}
+print("Beagle:", f"ran in {beagle['seconds']:.1f} s" if beagle["available"] else beagle["reason"])
+table = recon.ablation_table(runs, beagle)
+summary = recon.summary_table(table)
+print(f"{len(runs)} runs:", ", ".join(f"{r.arm}/γ{r.gamma:g}/s{r.seed}" for r in runs))
+""", "nbval-ignore-output"),
+    md("""
+### Ablation table (masked sites of the targets; mean ± sd over seeds)
+
+ALT-allele F1 counts ALT alleles per genotype (phase-free, so Beagle's rephasing costs it nothing);
+rare = panel MAF < 0.05. Dosage r² is pooled over (site, individual) within each MAF bin; concordance is
+genotype-level, which hides rare-variant errors — hence the F1 and r² columns.
+"""),
+    code("""
+recon.display_table(summary)
+""", "nbval-ignore-output"),
+    code("""
+rplots.f1_by_arm(table)
+""", "nbval-ignore-output"),
+    code("""
+rplots.r2_by_maf(table)
+""", "nbval-ignore-output"),
+    md("""
+## 3 · Convergence, stability and the switch
+
+Training loss is the *weighted* total: arm A's switch to `3·h1 + 3·h2 + 4·gt` would show as a 10× jump.
+`task_loss` is the unweighted `h1 + h2 + gt`, comparable across arms.
+"""),
+    code("""
+rplots.learning_curves(history)
+""", "nbval-ignore-output"),
+    code("""
+rplots.switch_timeline(history) if (history["arm"] == "A").any() else "arm A not run"
+""", "nbval-ignore-output"),
+    code("""
+stability_cols = ["arm", "gamma", "seed", "best_epoch", "seconds_to_best", "epochs_run", "loss_std_last",
+                  "task_loss_std_last", "max_loss_jump", "switches", "share_steps_recon_on", "train_val_gap"]
+table[table["arm"] != "Beagle 5.4"][stability_cols].round(4)
+""", "nbval-ignore-output"),
+    md("""
+## 4 · The seed's monitors, measured
+
+**Recon/hap ratio** (per step, `recon1 / hap1`) with the seed's rule: > 1 recon dominates, < 0.1 negligible.
+**Gradient conflict**: cosine between the task gradient and the auxiliary gradient — negative means they pull
+apart, as the seed claims; `aux_share` is the auxiliary term's share of the update norm on the shared weights
+at the arm's actual weights (arm C: the seed's recon it no longer trains, share 0).
+"""),
+    code("""
+monitor_cols = ["arm", "gamma", "seed", "recon_hap_ratio", "ratio_rule", "cos_hap_after", "cos_shared",
+                "aux_share", "util_final"]
+table[table["arm"] != "Beagle 5.4"][monitor_cols].round(3)
+""", "nbval-ignore-output"),
+    code("""
+rplots.conflict_curves(history)
+""", "nbval-ignore-output"),
+    md("""
+**Focal data utilisation**: the share of labelled positions whose focal weight `(1 − p_t)^γ` exceeds
+`util_threshold`, measured on the same model at both γ (so the columns isolate the effect of γ itself).
+"""),
+    code("""
+rplots.utilisation_curves(history)
+""", "nbval-ignore-output"),
+    md("""
+## 5 · Verdict on the seed's prediction, and the Beagle anchor
+"""),
+    code("""
+verdicts = {f"gamma={g:g}": recon.verdict(summary, g) for g in params.gammas}
+gap = recon.beagle_gap(summary)
+display(pd.DataFrame(verdicts).T)
+pd.Series(gap, name="best arm vs Beagle 5.4").to_frame() if gap.get("beagle") else beagle.get("reason")
+""", "nbval-ignore-output"),
+    code("""
+seed_pred = pd.DataFrame(recon.SEED_PREDICTION, index=["seed: overall F1", "seed: rare F1"]).T
+measured = summary[summary["gamma"] == params.gammas[0]].set_index("arm")[["f1_overall_mean", "f1_rare_mean"]]
+seed_pred.join(measured.rename(columns={"f1_overall_mean": "measured overall", "f1_rare_mean": "measured rare"}),
+               how="outer").round(3)
+""", "nbval-ignore-output"),
+    md("""## 6 · Save everything (atomic writes into `output_dir`)"""),
+    code("""
+charts = {"f1_by_arm": rplots.f1_by_arm(table), "r2_by_maf": rplots.r2_by_maf(table),
+          "learning_curves": rplots.learning_curves(history), "conflict": rplots.conflict_curves(history),
+          "utilisation": rplots.utilisation_curves(history)}
+if (history["arm"] == "A").any():
+    charts["switch_timeline"] = rplots.switch_timeline(history)
+switches = pd.DataFrame([{**s, "gamma": r.gamma, "seed": r.seed} for r in runs for s in r.switches])
+metrics = {"verdicts": verdicts, "beagle_gap": gap, "beagle": {k: v for k, v in beagle.items() if k != "metrics"},
+           "runs": [f"{r.arm}/{r.gamma:g}/{r.seed}" for r in runs], "summary": summary.to_dict("records"),
+           "seconds": time.perf_counter() - started}
+out = recon.write_outputs(params, metrics=metrics, tables={"ablation": table, "summary": summary,
+                                                           "switches": switches}, charts=charts, history=history)
+print(f"wrote {out} in {metrics['seconds']:.0f} s total")
+""", "nbval-ignore-output"),
+    md("""
+## Conclusions
+
+Read the tables above at the preset you ran; the committed notebook is the `quick` preset (small data, one
+seed, few epochs), so its differences between arms are not evidence. The `standard` results, the rare-variant
+gap to Beagle and the verdict on the seed's ranking are in the README's Study 3 section, with the exact
+command that produced them. What the measurements can decide: whether recon's gradient really opposes the
+task's (cosine sign), whether arm A's switch ever fires at this threshold, how much of the data γ = 5 leaves
+to learn from, and whether any arm beats another by more than the seed-to-seed spread.
+"""),
+]
+
+if __name__ == "__main__":
+    write_notebook("notebooks/03_recon_ablation.ipynb", cells)
