@@ -170,11 +170,10 @@ def build_windows(query: np.ndarray, panel: np.ndarray, observed: np.ndarray, po
     for w, s in enumerate(starts):
         idx = np.arange(s, s + window)
         obs = observed[idx]
-        if obs.sum() == 0:
-            raise ValueError(f"window {w} (sites {s}..{s + window - 1}) has no observed site; raise array_fraction")
-        near = hp.retrieve(flat[:, idx], obs, panel[:, idx], k, exclude)  # [2n, k]
+        ctx = _retrieval_sites(idx, observed)  # the window's observed sites, or the nearest flanking ones
+        near = hp.retrieve(flat[:, ctx], np.ones(len(ctx), bool), panel[:, ctx], k, exclude)  # [2n, k]
         segs = panel[near][:, :, idx]  # [2n, k, L]
-        d = (segs[:, :, obs] != flat[:, None, idx][:, :, obs]).mean(axis=2)
+        d = (panel[near][:, :, ctx] != flat[:, None, ctx]).mean(axis=2)
         tokens = flat[:, idx].copy()
         tokens[:, ~obs] = hp.MASK
         haps.append(tokens.reshape(n, 2, window))
@@ -190,6 +189,16 @@ def build_windows(query: np.ndarray, panel: np.ndarray, observed: np.ndarray, po
     return WindowSet(cat(haps).astype(np.int64), cat(ys).astype(np.int64), cat(rags).astype(np.int64),
                      cat(dists).astype(np.float32), cat(sites), cat(inds), np.asarray(rel, dtype=np.float32),
                      cat(wids))
+
+
+def _retrieval_sites(idx: np.ndarray, observed: np.ndarray) -> np.ndarray:
+    """Observed sites of a window; a window without any widens symmetrically until it has one (stated handling)."""
+    lo, hi = int(idx[0]), int(idx[-1]) + 1
+    if not observed.any():
+        raise ValueError("no observed (array) site at all; raise array_fraction")
+    while not observed[lo:hi].any():
+        lo, hi = max(lo - len(idx), 0), min(hi + len(idx), len(observed))
+    return lo + np.flatnonzero(observed[lo:hi])
 
 
 def to_batch(ws: WindowSet, idx: np.ndarray, af: np.ndarray) -> dict[str, torch.Tensor]:
