@@ -187,6 +187,9 @@ measured = summary[summary["gamma"] == params.gammas[0]].set_index("arm")[["f1_o
 seed_pred.join(measured.rename(columns={"f1_overall_mean": "measured overall", "f1_rare_mean": "measured rare"}),
                how="outer").round(3)
 """, "nbval-ignore-output"),
+    code("""
+print("\\n".join(recon.conclusions(table, verdicts, gap)))
+""", "nbval-ignore-output"),
     md("""## 6 · Save everything (atomic writes into `output_dir`)"""),
     code("""
 charts = {"f1_by_arm": rplots.f1_by_arm(table), "r2_by_maf": rplots.r2_by_maf(table),
@@ -195,7 +198,7 @@ charts = {"f1_by_arm": rplots.f1_by_arm(table), "r2_by_maf": rplots.r2_by_maf(ta
 if (history["arm"] == "A").any():
     charts["switch_timeline"] = rplots.switch_timeline(history)
 switches = pd.DataFrame([{**s, "gamma": r.gamma, "seed": r.seed} for r in runs for s in r.switches])
-metrics = {"verdicts": verdicts, "beagle_gap": gap, "beagle": {k: v for k, v in beagle.items() if k != "metrics"},
+metrics = {"verdicts": verdicts, "beagle_gap": gap, "conclusions": recon.conclusions(table, verdicts, gap), "beagle": {k: v for k, v in beagle.items() if k != "metrics"},
            "runs": [f"{r.arm}/{r.gamma:g}/{r.seed}" for r in runs], "summary": summary.to_dict("records"),
            "seconds": time.perf_counter() - started}
 out = recon.write_outputs(params, metrics=metrics, tables={"ablation": table, "summary": summary,

@@ -536,5 +536,41 @@ def beagle_gap(summary: pd.DataFrame) -> dict[str, Any]:
             "common_gap": common, "rare_gap": rare, "goal_met_common_within_0.02": bool(common <= 0.02)}
 
 
+def conclusions(table: pd.DataFrame, verdicts: dict[str, dict], gap: dict[str, Any]) -> list[str]:
+    """Plain sentences generated from the measured numbers (so every preset's notebook states its own result)."""
+    arms = table[table["arm"] != "Beagle 5.4"]
+    lines = []
+    for name, v in verdicts.items():
+        noise = v.get("differences_within_noise")
+        lines.append(f"{name}: measured ranking by overall ALT-F1 {' > '.join(v['measured_ranking'])}; the seed "
+                     f"predicted {' > '.join(v['seed_ranking'])} → {'confirmed' if v['seed_ranking_confirmed'] else 'not confirmed'}"
+                     f" (best − worst = {v.get('spread_best_minus_worst', math.nan):.3f}; within seed noise: {noise}).")
+    a = arms[arms["arm"] == "A"]
+    if len(a):
+        lines.append(f"Arm A switched {int(a['switches'].sum())} time(s) over {len(a)} run(s); recon was 'on' in "
+                     f"{100 * a['share_steps_recon_on'].mean():.0f}% of steps.")
+    recon_arms = arms[arms["arm"].isin(["A", "B"])]
+    if len(recon_arms):
+        lines.append(f"cos(task, recon) on hap_after: mean {recon_arms['cos_hap_after'].mean():+.3f}, on shared weights "
+                     f"{recon_arms['cos_shared'].mean():+.3f} (arms A, B; negative = the gradients oppose).")
+    ratio = arms[arms["arm"] == "A"]["recon_hap_ratio"]
+    if len(ratio):
+        lines.append(f"Seed's monitor recon1/hap1 in arm A: {ratio.mean():.2f} → {ratio_rule_text(ratio.mean())}.")
+    util = arms.groupby("gamma")["util_final"].mean()
+    lines.append("Focal utilisation at the end of training (share of positions with weight above threshold): "
+                 + ", ".join(f"γ={g:g}: {u:.3f}" for g, u in util.items()) + ".")
+    if gap.get("beagle"):
+        lines.append(f"Best arm {gap['best_arm']} (γ={gap['best_gamma']:g}) vs Beagle 5.4: common-variant F1 gap "
+                     f"{gap['common_gap']:+.3f} (goal ≤ 0.02: {'met' if gap['goal_met_common_within_0.02'] else 'NOT met'}), "
+                     f"rare-variant gap {gap['rare_gap']:+.3f}.")
+    else:
+        lines.append("Beagle 5.4 did not run: no external anchor in this table.")
+    return lines
+
+
+def ratio_rule_text(ratio: float) -> str:
+    return rl.ratio_verdict(ratio)
+
+
 def write_outputs(params: ReconParams, **kwargs: Any) -> Path:
     return io.write_study_outputs(params.output_path, params=params.to_dict(), **kwargs)
