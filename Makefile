@@ -10,7 +10,7 @@ NBS := $(addprefix notebooks/,$(addsuffix .ipynb,$(STUDIES)))
 export PYTHONHASHSEED := 0
 export MPLBACKEND := Agg
 
-.PHONY: setup system run full test lab bench notebooks lint clean
+.PHONY: setup system run full test lab bench notebooks sweep lint clean
 
 setup: $(STAMP)
 
@@ -43,7 +43,8 @@ run: setup
 	  $(VENV)/bin/papermill notebooks/$$nb.ipynb runs/$$study/$$nb.ipynb -k python3 --cwd . \
 	    -p preset $(PRESET) -p output_dir runs/$$study --progress-bar || exit 1; \
 	done
-	@echo "results: runs/"
+	$(PY) -m latentlab.report
+	@echo "results: runs/ (report: runs/index.html)"
 
 full:
 	$(MAKE) run PRESET=full
@@ -57,6 +58,11 @@ notebooks: setup
 	@for nb in $(NBS); do \
 	  $(VENV)/bin/papermill $$nb $$nb -k python3 --cwd notebooks || exit 1; \
 	done
+
+# Papermill over a parameter grid on Dask: make sweep NOTEBOOK=notebooks/X.ipynb GRID=params/Y.yaml
+# (SCHEDULER=tcp://HOST:PORT for an existing cluster; default a LocalCluster with 2 workers).
+sweep: setup
+	$(VENV)/bin/latentlab sweep $(NOTEBOOK) --grid $(GRID) $(if $(SCHEDULER),--scheduler $(SCHEDULER),)
 
 lab: setup
 	$(VENV)/bin/jupyter lab --ip=127.0.0.1 --no-browser --ServerApp.root_dir=$(CURDIR)

@@ -1,0 +1,69 @@
+"""``runs/index.html``: one page with every study's key tables, main charts and notebook links."""
+
+from __future__ import annotations
+
+import html
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from latentlab import io
+
+SKIP_TABLES = {"history", "status", "results"}
+MAX_ROWS = 30
+
+
+def study_section(directory: Path) -> str:
+    """HTML for one study run directory (anything holding a metrics.json)."""
+    metrics = json.loads((directory / "metrics.json").read_text())
+    params = metrics.get("params", {})
+    seconds = metrics.get("seconds")
+    parts = [f"<h2>{html.escape(directory.name)}</h2>"]
+    notebooks = sorted(directory.glob("*.ipynb"))
+    links = " · ".join(f'<a href="{directory.name}/{nb.name}">{html.escape(nb.name)}</a>' for nb in notebooks)
+    timing = f"run time {seconds:.0f} s" if isinstance(seconds, int | float) else "run time not recorded"
+    parts.append(f"<p>{timing}; preset <code>{html.escape(str(params.get('preset', '?')))}</code>"
+                 f"{'; executed notebook: ' + links if links else ''}; "
+                 f'<a href="{directory.name}/metrics.json">metrics.json</a></p>')
+    for csv in sorted(directory.glob("*.csv")):
+        if csv.stem in SKIP_TABLES:
+            continue
+        frame = pd.read_csv(csv)
+        if frame.empty:
+            continue
+        note = f" (first {MAX_ROWS} of {len(frame)} rows)" if len(frame) > MAX_ROWS else ""
+        parts.append(f"<h3>{html.escape(csv.stem)}{note}</h3>")
+        parts.append(frame.head(MAX_ROWS).to_html(index=False, float_format=lambda v: f"{v:.4g}", border=0))
+    for png in sorted(directory.glob("*.png")):
+        parts.append(f'<figure><img src="{directory.name}/{png.name}" alt="{png.stem}">'
+                     f"<figcaption>{html.escape(png.stem)}</figcaption></figure>")
+    parts.append("<details><summary>parameters</summary><pre>"
+                 f"{html.escape(json.dumps(params, indent=2))}</pre></details>")
+    return "\n".join(parts)
+
+
+def build_index(runs: str | Path = "runs") -> Path:
+    """Write ``runs/index.html`` from every ``runs/<study>/metrics.json`` (not quick/full/sweeps)."""
+    runs = Path(runs)
+    studies = sorted(p.parent for p in runs.glob("*/metrics.json"))
+    body = "\n<hr>\n".join(study_section(d) for d in studies) or "<p>No study has been run yet: <code>make run</code>.</p>"
+    page = f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>latentlab run report</title>
+<style>
+body {{ font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 1100px; color: #222; }}
+table {{ border-collapse: collapse; font-size: 0.85rem; margin-bottom: 1rem; }}
+td, th {{ padding: 2px 8px; border-bottom: 1px solid #ddd; text-align: right; }}
+figure {{ display: inline-block; margin: 0.5rem; }} img {{ max-width: 100%; }}
+figcaption {{ font-size: 0.8rem; color: #666; }}
+</style></head><body>
+<h1>latentlab — run report</h1>
+<p>{len(studies)} studies. Each section: the study's tables, its charts, links to the executed notebook.</p>
+{body}
+</body></html>
+"""
+    return io.atomic_write(runs / "index.html", lambda p: p.write_text(page))
+
+
+if __name__ == "__main__":
+    print(build_index())
