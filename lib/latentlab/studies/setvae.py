@@ -1,0 +1,513 @@
+"""Study 4 — hierarchical SetVAE on irregular clinical time series: does the seed's fix list stop collapse?
+
+Step functions, in the order the notebook calls them:
+``load`` → ``make_splits`` → ``prepare`` → ``train_run`` (the seed's BEFORE, then AFTER) →
+``ablation`` (one fix off at a time, several seeds) → ``baselines`` → ``write_outputs``.
+
+Every fix of the seed is one field of ``RunConfig``; "turning a fix off" copies exactly that fix's
+fields from ``BEFORE`` into ``AFTER`` (``ablate``), so the ablation is one change per row.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from sklearn.ensemble import HistGradientBoostingClassifier
+from sklearn.impute import SimpleImputer
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import average_precision_score, roc_auc_score
+from sklearn.model_selection import train_test_split
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from latentlab import diagnostics as dg
+from latentlab import io, train
+from latentlab.data import clinical
+from latentlab.losses.setvae import (
+    LossConfig,
+    SetVAEObjective,
+    beta_schedule,
+    level_weight_vector,
+    task_weight,
+)
+from latentlab.models.setvae import HierarchicalSetVAE, SetVAEConfig
+from latentlab.params import StudyParams
+
+# --------------------------------------------------------------------------- configurations
+
+
+@dataclasses.dataclass(frozen=True)
+class RunConfig:
+    """One training configuration; field groups map to the seed's fixes (see ``FIXES``)."""
+
+    beta: float = 0.1
+    w: float = 1.0
+    free_bits: float = 0.1
+    grad_clip: float = 0.5
+    clip_mode: str = "norm"
+    kl_schedule: str = "linear"  # constant | linear | cyclical
+    warmup_fraction: float = 0.3  # seed: 5,000 steps; here a fraction of this run's steps
+    time_encoding: str = "learned"
+    norm_first: bool = True
+    pooling: str = "attention"
+    var_reg: float = 0.1
+    mean_reg: float = 0.01
+    level_ratio: float = 2.0
+    dynamic_weights: bool = True
+    label_smoothing: float = 0.1
+    optimiser: str = "adamw_groups"  # adamw_groups (AdamW, SetVAE 0.1× lr, cosine) | adam
+    weight_decay: float = 0.01
+    setvae_lr_scale: float = 0.1
+    staged: bool = False
+    future_leak: int = 0
+
+
+AFTER = RunConfig()
+BEFORE = RunConfig(
+    beta=0.5, w=0.5, free_bits=0.2, grad_clip=1.0, clip_mode="value", kl_schedule="constant",
+    time_encoding="rope", norm_first=False, pooling="mean", var_reg=0.0, mean_reg=0.0, level_ratio=1.0,
+    dynamic_weights=False, label_smoothing=0.0, optimiser="adam", weight_decay=0.0, setvae_lr_scale=1.0,
+)
+FIXES: dict[str, tuple[str, ...]] = {
+    "beta 0.5→0.1": ("beta",),
+    "w 0.5→1.0": ("w",),
+    "free bits 0.2→0.1": ("free_bits",),
+    "norm clip 0.5 (was value 1.0)": ("grad_clip", "clip_mode"),
+    "β warm-up": ("kl_schedule",),
+    "learned pos + time MLP (was RoPE)": ("time_encoding",),
+    "pre-norm": ("norm_first",),
+    "attention pooling": ("pooling",),
+    "variance/mean regularisers": ("var_reg", "mean_reg"),
+    "level-wise KL weights": ("level_ratio",),
+    "dynamic task weights": ("dynamic_weights",),
+    "label smoothing": ("label_smoothing",),
+    "AdamW + per-module lr + cosine": ("optimiser", "weight_decay", "setvae_lr_scale"),
+}
+EXTRAS: dict[str, dict[str, Any]] = {  # options the seed proposes beyond its core change list
+    "+ cyclical KL annealing": {"kl_schedule": "cyclical"},
+    "+ staged training": {"staged": True},
+    "+ leaky causal mask (2 future steps)": {"future_leak": 2},
+}
+
+
+def ablate(fix: str) -> RunConfig:
+    """AFTER with exactly one fix turned off (its fields taken from BEFORE)."""
+    if fix not in FIXES:
+        raise KeyError(f"unknown fix {fix!r}; choose from {list(FIXES)}")
+    return dataclasses.replace(AFTER, **{f: getattr(BEFORE, f) for f in FIXES[fix]})
+
+
+REFERENCE = {"before (seed)": BEFORE, "after (seed)": AFTER}
+
+
+def ablation_configs(ablation: list[str], extras: list[str]) -> dict[str, RunConfig]:
+    """One fix off at a time from AFTER, then AFTER plus each optional extra."""
+    configs = {f"after − {fix}": ablate(fix) for fix in ablation}
+    configs.update({f"after {name}": dataclasses.replace(AFTER, **EXTRAS[name]) for name in extras})
+    return configs
+
+
+# --------------------------------------------------------------------------- parameters
+
+
+@dataclasses.dataclass(frozen=True)
+class SetVAEParams(StudyParams):
+    output_dir: str = "runs/setvae_collapse"
+    data: str = "simulated"  # "simulated", a PhysioNet-2012 directory, or a directory with observations.csv
+    outcomes: str = ""  # PhysioNet outcomes file (default: <data>/../Outcomes-a.txt)
+    unknown_variables: str = "error"
+    n_stays: int = 600
+    max_steps: int = 24
+    d_model: int = 32
+    latent_dims: list = dataclasses.field(default_factory=lambda: [8, 8])
+    n_layers: int = 2
+    epochs: int = 10
+    batch_size: int = 32
+    lr: float = 3e-3
+    seeds: list = dataclasses.field(default_factory=lambda: [0, 1, 2])
+    ablation: list = dataclasses.field(default_factory=lambda: list(FIXES))
+    extras: list = dataclasses.field(default_factory=lambda: list(EXTRAS))
+    ablation_seeds: int = 2
+    baselines: list = dataclasses.field(default_factory=lambda: ["logistic", "gbm", "grud"])
+    grud_epochs: int = 20
+    detect_anomaly: bool = False
+    progress: bool = True
+
+    PRESETS = {
+        "quick": dict(output_dir="runs/quick/setvae_collapse", n_stays=200, max_steps=12, d_model=16,
+                      latent_dims=[4, 4], n_layers=1, epochs=4, seeds=[0], ablation=["beta 0.5→0.1"],
+                      extras=["+ leaky causal mask (2 future steps)"], ablation_seeds=1, grud_epochs=3),
+        "standard": dict(n_stays=600, max_steps=24, epochs=10, seeds=[0, 1, 2], ablation_seeds=2),
+        "full": dict(output_dir="runs/full/setvae_collapse", n_stays=4000, max_steps=48, epochs=20,
+                     seeds=[0, 1, 2, 3, 4], ablation_seeds=3, grud_epochs=40),
+    }
+
+    def check(self) -> None:
+        super().check()
+        self.require(self.n_stays >= 50, "n_stays", "must be >= 50")
+        self.require(self.max_steps >= 4, "max_steps", "must be >= 4")
+        self.require(self.epochs >= 1, "epochs", "must be >= 1")
+        self.require(self.batch_size >= 4, "batch_size", "must be >= 4")
+        self.require(self.lr > 0, "lr", "must be > 0")
+        self.require(len(self.latent_dims) >= 1 and all(isinstance(d, int) and d >= 1 for d in self.latent_dims),
+                     "latent_dims", "must be a non-empty list of positive ints (one per level)")
+        self.require(len(self.seeds) >= 1, "seeds", "need at least one seed")
+        self.require(1 <= self.ablation_seeds <= len(self.seeds), "ablation_seeds", "must be in 1..len(seeds)")
+        self.require(set(self.ablation) <= set(FIXES), "ablation", f"choose from {list(FIXES)}")
+        self.require(set(self.extras) <= set(EXTRAS), "extras", f"choose from {list(EXTRAS)}")
+        self.require(set(self.baselines) <= {"logistic", "gbm", "grud"}, "baselines", "choose from logistic, gbm, grud")
+        self.require(self.unknown_variables in ("error", "drop"), "unknown_variables", "must be 'error' or 'drop'")
+
+
+# --------------------------------------------------------------------------- data
+
+
+def load(params: SetVAEParams) -> clinical.ClinicalData:
+    """Simulated stays (written as PhysioNet-2012 files and read back), or the user's data."""
+    if params.data == "simulated":
+        sim = clinical.simulate_stays(clinical.StaySimulation(n_stays=params.n_stays, seed=params.seed))
+        outcomes = clinical.write_physionet(sim, params.output_path / "data" / "set-a")
+        data = clinical.load_physionet(params.output_path / "data" / "set-a", outcomes, variables=clinical.SIM_VARIABLES)
+        data.truth = sim.truth
+        return data
+    path = Path(params.data)
+    if (path / "observations.csv").exists():
+        return clinical.load_long_csv(path / "observations.csv", path / "labels.csv", unknown=params.unknown_variables)
+    outcomes = Path(params.outcomes) if params.outcomes else path.parent / "Outcomes-a.txt"
+    return clinical.load_physionet(path, outcomes, unknown=params.unknown_variables)
+
+
+@dataclasses.dataclass
+class Splits:
+    train: np.ndarray
+    val: np.ndarray
+    test: np.ndarray
+
+
+def make_splits(data: clinical.ClinicalData, params: SetVAEParams) -> Splits:
+    """Stratified 60/20/20 split of stays (fixed by ``seed``; every model uses the same split)."""
+    idx, y = np.arange(len(data.labels)), data.labels.to_numpy()
+    train_idx, rest = train_test_split(idx, test_size=0.4, stratify=y, random_state=params.seed)
+    val_idx, test_idx = train_test_split(rest, test_size=0.5, stratify=y[rest], random_state=params.seed)
+    return Splits(np.sort(train_idx), np.sort(val_idx), np.sort(test_idx))
+
+
+@dataclasses.dataclass
+class Prepared:
+    arrays: clinical.SetArrays
+    tensors: dict
+    scaler: pd.DataFrame
+    splits: Splits
+
+
+def prepare(data: clinical.ClinicalData, splits: Splits, params: SetVAEParams) -> Prepared:
+    scaler = clinical.fit_scaler(data, data.stay_ids[splits.train])
+    arrays = clinical.to_set_arrays(data, scaler, max_steps=params.max_steps)
+    k = max(int(arrays.elem_mask.sum(-1).max()), 1)
+    tensors = {
+        "times": torch.from_numpy(arrays.times), "step_mask": torch.from_numpy(arrays.step_mask),
+        "var": torch.from_numpy(arrays.var[..., :k]), "val": torch.from_numpy(arrays.val[..., :k]),
+        "elem_mask": torch.from_numpy(arrays.elem_mask[..., :k]), "label": torch.from_numpy(arrays.labels),
+    }
+    return Prepared(arrays, tensors, scaler, splits)
+
+
+def batch_of(tensors: dict, idx: np.ndarray) -> dict:
+    """Rows ``idx``, trimmed to the longest stay and largest set in the batch (steps are left-aligned)."""
+    t_len = max(int(tensors["step_mask"][idx].sum(1).max()), 1)
+    out = {k: v[idx] for k, v in tensors.items()}
+    for key in ("times", "step_mask", "var", "val", "elem_mask"):
+        out[key] = out[key][:, :t_len]
+    k_len = max(int(out["elem_mask"].sum(-1).max()), 1)
+    for key in ("var", "val", "elem_mask"):
+        out[key] = out[key][..., :k_len]
+    return out
+
+
+def batches(tensors: dict, rows: np.ndarray, batch_size: int, seed: int):
+    order = train.minibatches(len(rows), batch_size, seed)
+    return lambda epoch: [batch_of(tensors, rows[b]) for b in order(epoch) if len(b) > 1]
+
+
+# --------------------------------------------------------------------------- model and training
+
+
+def build_model(cfg: RunConfig, params: SetVAEParams, n_variables: int) -> SetVAEObjective:
+    mcfg = SetVAEConfig(
+        n_variables=n_variables, d_model=params.d_model, latent_dims=tuple(params.latent_dims),
+        n_layers=params.n_layers, max_steps=params.max_steps, time_encoding=cfg.time_encoding,
+        norm_first=cfg.norm_first, pooling=cfg.pooling, future_leak=cfg.future_leak,
+    )
+    lcfg = LossConfig(free_bits=cfg.free_bits, level_weights=level_weight_vector(len(params.latent_dims), cfg.level_ratio),
+                      label_smoothing=cfg.label_smoothing)
+    return SetVAEObjective(HierarchicalSetVAE(mcfg), lcfg)
+
+
+def loss_weights(cfg: RunConfig, total_steps: int) -> dict:
+    warm = max(int(cfg.warmup_fraction * total_steps), 1)
+    return {
+        "recon": task_weight(1.0, cfg.dynamic_weights, start=1.0, end=0.5),
+        "kl": beta_schedule(cfg.kl_schedule, cfg.beta, warmup_steps=warm, cycle_steps=max(total_steps // 3, 1)),
+        "cls": task_weight(cfg.w, cfg.dynamic_weights, start=0.5, end=1.0),
+        "var_reg": cfg.var_reg,
+        "mean_reg": cfg.mean_reg,
+    }
+
+
+def make_optimizer(cfg: RunConfig, lr: float):
+    """AdamW with per-module learning rates (SetVAE × setvae_lr_scale) or plain Adam."""
+
+    def build(objective: SetVAEObjective) -> torch.optim.Optimizer:
+        groups = objective.model.module_groups()
+        if cfg.optimiser == "adam":
+            return torch.optim.Adam(objective.parameters(), lr=lr)
+        return torch.optim.AdamW(
+            [{"params": groups["setvae"], "lr": lr * cfg.setvae_lr_scale},
+             {"params": groups["transformer"] + groups["head"], "lr": lr}],
+            lr=lr, weight_decay=cfg.weight_decay,
+        )
+
+    return build
+
+
+def make_scheduler(cfg: RunConfig, epochs: int):
+    if cfg.optimiser == "adam":
+        return None
+    return lambda opt: torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(epochs, 1))
+
+
+def staging(cfg: RunConfig, epochs: int):
+    """Staged training: head only (first third) → + transformer → all modules."""
+    if not cfg.staged:
+        return None
+
+    def on_epoch_start(objective: SetVAEObjective, epoch: int) -> None:
+        stage = min(3 * epoch // max(epochs, 1), 2)
+        groups = objective.model.module_groups()
+        for name, ps in groups.items():
+            on = name == "head" or (name == "transformer" and stage >= 1) or stage >= 2
+            for p in ps:
+                p.requires_grad_(on)
+
+    return on_epoch_start
+
+
+@torch.no_grad()
+def collect(objective: SetVAEObjective, tensors: dict, rows: np.ndarray, batch_size: int = 256) -> dict:
+    """Posterior parameters per level over valid steps, Z and H, and the stay logits (eval mode)."""
+    model = objective.model
+    model.eval()
+    per_level: list[dict[str, list]] = [dict(mu_q=[], lv_q=[], mu_p=[], lv_p=[]) for _ in model.cfg.latent_dims]
+    zs, hs, logits, logits24 = [], [], [], []
+    for start in range(0, len(rows), batch_size):
+        batch = batch_of(tensors, rows[start : start + batch_size])
+        out = model(batch, sample=False)
+        for store, lv in zip(per_level, out["levels"], strict=True):
+            for key, val in (("mu_q", lv.mu_q), ("lv_q", lv.logvar_q), ("mu_p", lv.mu_p), ("lv_p", lv.logvar_p)):
+                store[key].append(val.numpy())
+        valid = batch["step_mask"]
+        zs.append(out["z"][valid].numpy())
+        hs.append(out["h"][valid].numpy())
+        logits.append(out["logit"].numpy())
+        upto = ((batch["times"] <= 24.0) & valid).long().sum(1).clamp_min(1) - 1
+        logits24.append(out["step_logits"].gather(1, upto[:, None]).squeeze(1).numpy())
+    levels = [{k: np.concatenate(v) for k, v in store.items()} for store in per_level]
+    return {"levels": levels, "z": np.concatenate(zs), "h": np.concatenate(hs),
+            "logit": np.concatenate(logits), "logit_24h": np.concatenate(logits24)}
+
+
+def level_diagnostics(collected: dict, seed: int = 0) -> list[dg.LevelStats]:
+    return [dg.level_stats(i + 1, lv["mu_q"], lv["lv_q"], lv["mu_p"], lv["lv_p"], seed=seed)
+            for i, lv in enumerate(collected["levels"])]
+
+
+def task_scores(y: np.ndarray, logit: np.ndarray) -> dict[str, float]:
+    prob = 1 / (1 + np.exp(-logit))
+    if len(np.unique(y)) < 2:
+        return {"auroc": math.nan, "auprc": math.nan, "accuracy": float(((prob > 0.5) == y).mean())}
+    return {"auroc": float(roc_auc_score(y, prob)), "auprc": float(average_precision_score(y, prob)),
+            "accuracy": float(((prob > 0.5) == y).mean())}
+
+
+class EpochMonitor:
+    """train.fit monitor: active units, KL per level, Z–H CKA, and the Z-vs-H 2-D projection per epoch."""
+
+    def __init__(self, tensors: dict, rows: np.ndarray, n_points: int = 300) -> None:
+        self.tensors, self.rows, self.n_points = tensors, rows, n_points
+        self.projections: list[pd.DataFrame] = []
+
+    def __call__(self, objective: SetVAEObjective, epoch: int) -> dict[str, float]:
+        col = collect(objective, self.tensors, self.rows)
+        stats = level_diagnostics(col)
+        rng = np.random.default_rng(epoch)
+        pick = rng.choice(len(col["z"]), min(self.n_points, len(col["z"])), replace=False)
+        z, h = col["z"][pick], col["h"][pick]
+        xy = dg.pca_2d(np.concatenate([z, h]))
+        n = len(pick)
+        self.projections.append(pd.DataFrame({"epoch": epoch, "kind": ["Z"] * n + ["H"] * n,
+                                              "pc1": xy[:, 0], "pc2": xy[:, 1]}))
+        row = {"zh_cka": dg.linear_cka(z, h),
+               "active_ratio": sum(s.active for s in stats) / sum(s.dims for s in stats)}
+        row.update({f"kl_level{s.level}": s.kl for s in stats})
+        row.update({f"sigma_level{s.level}": s.mean_sigma for s in stats})
+        row["val_auroc"] = task_scores(self.tensors["label"][self.rows].numpy(), col["logit"])["auroc"]
+        return row
+
+
+@dataclasses.dataclass
+class RunResult:
+    name: str
+    seed: int
+    config: RunConfig
+    history: pd.DataFrame
+    diagnosis: dg.Diagnosis
+    levels: list
+    scores: dict
+    projections: pd.DataFrame
+    objective: SetVAEObjective
+    seconds: float
+
+
+def train_run(name: str, cfg: RunConfig, prep: Prepared, params: SetVAEParams, seed: int) -> RunResult:
+    """Train one configuration with train.fit; diagnose on the test stays; score the outcome."""
+    train.seed_everything(seed)
+    objective = build_model(cfg, params, len(prep.scaler))
+    data = batches(prep.tensors, prep.splits.train, params.batch_size, seed)
+    total_steps = params.epochs * len(data(0))
+    monitor = EpochMonitor(prep.tensors, prep.splits.val)
+    started = time.perf_counter()
+    with torch.autograd.set_detect_anomaly(params.detect_anomaly):
+        fit = train.fit(
+            objective, data, weights=loss_weights(cfg, total_steps), epochs=params.epochs,
+            optimizer=make_optimizer(cfg, params.lr), scheduler=make_scheduler(cfg, params.epochs),
+            monitors=monitor, on_epoch_start=staging(cfg, params.epochs), seed=seed,
+            grad_clip=cfg.grad_clip, clip_mode=cfg.clip_mode, progress=params.progress, desc=name,
+        )
+    seconds = time.perf_counter() - started
+    test = collect(objective, prep.tensors, prep.splits.test)
+    train_col = collect(objective, prep.tensors, prep.splits.train)
+    y_test = prep.arrays.labels[prep.splits.test]
+    scores = task_scores(y_test, test["logit"])
+    scores.update({f"{k}_24h": v for k, v in task_scores(y_test, test["logit_24h"]).items() if k != "accuracy"})
+    train_auroc = task_scores(prep.arrays.labels[prep.splits.train], train_col["logit"])["auroc"]
+    levels = level_diagnostics(test, seed)
+    diagnosis = dg.diagnose(levels, train_auroc=train_auroc, val_auroc=scores["auroc"])
+    projections = pd.concat(monitor.projections, ignore_index=True).assign(run=name, seed=seed)
+    return RunResult(name, seed, cfg, fit.history.assign(run=name, seed=seed), diagnosis, levels, scores,
+                     projections, objective, seconds)
+
+
+def result_row(r: RunResult) -> dict[str, Any]:
+    dims = sum(s.dims for s in r.levels)
+    row = {"run": r.name, "seed": r.seed, "diagnosis": r.diagnosis.status,
+           "active_ratio": sum(s.active for s in r.levels) / dims, "kl_total": sum(s.kl for s in r.levels)}
+    for s in r.levels:
+        row.update({f"AU_L{s.level}": f"{s.active}/{s.dims}", f"KL_L{s.level}": s.kl, f"MI_L{s.level}": s.mi,
+                    f"sigma_L{s.level}": s.mean_sigma})
+    row.update(r.scores)
+    row["zh_cka"] = float(r.history["zh_cka"].iloc[-1])
+    row["seconds"] = r.seconds
+    return row
+
+
+def run_many(configs: dict[str, RunConfig], prep: Prepared, params: SetVAEParams, seeds: list[int]) -> list[RunResult]:
+    return [train_run(name, cfg, prep, params, seed) for name, cfg in configs.items() for seed in seeds]
+
+
+def aggregate(rows: pd.DataFrame) -> pd.DataFrame:
+    """Mean ± sd over seeds per run, and how many seeds were diagnosed collapsed."""
+    num = ["active_ratio", "kl_total", "auroc", "auprc", "accuracy", "auroc_24h", "zh_cka"]
+    g = rows.groupby("run", sort=False)
+    out = g[num].agg(["mean", "std"])
+    out.columns = [f"{a}_{b}" for a, b in out.columns]
+    out["collapsed_seeds"] = g["diagnosis"].apply(lambda s: f"{int((s == 'collapsed').sum())}/{len(s)}")
+    return out.reset_index()
+
+
+def per_dim_kl(results: list[RunResult]) -> pd.DataFrame:
+    return pd.DataFrame([{"run": r.name, "seed": r.seed, "level": s.level, "dim": d, "kl": kl, "var_mu": v}
+                         for r in results for s in r.levels
+                         for d, (kl, v) in enumerate(zip(s.kl_per_dim, s.var_mu, strict=True))])
+
+
+# --------------------------------------------------------------------------- baselines
+
+
+def baselines(data: clinical.ClinicalData, prep: Prepared, params: SetVAEParams) -> pd.DataFrame:
+    """Logistic regression / gradient boosting on summary statistics, and PyPOTS GRU-D, same splits."""
+    y = prep.arrays.labels
+    sp = prep.splits
+    rows = []
+    feats = clinical.summary_features(data).to_numpy(dtype=float)
+    models = {
+        "logistic (summary stats)": lambda: make_pipeline(SimpleImputer(strategy="median", keep_empty_features=True),
+                                                          StandardScaler(), LogisticRegression(C=0.1, max_iter=2000)),
+        "gradient boosting (summary stats)": lambda: HistGradientBoostingClassifier(
+            max_iter=200, learning_rate=0.05, random_state=params.seed),
+    }
+    keys = {"logistic (summary stats)": "logistic", "gradient boosting (summary stats)": "gbm"}
+    for name, make in models.items():
+        if keys[name] not in params.baselines:
+            continue
+        started = time.perf_counter()
+        model = make().fit(feats[sp.train], y[sp.train])
+        prob = model.predict_proba(feats[sp.test])[:, 1]
+        rows.append({"model": name, **task_scores(y[sp.test], np.log(prob / (1 - prob + 1e-12) + 1e-12)),
+                     "seconds": time.perf_counter() - started})
+    if "grud" in params.baselines:
+        rows.append(grud_baseline(data, prep, params))
+    return pd.DataFrame(rows)
+
+
+def grud_baseline(data: clinical.ClinicalData, prep: Prepared, params: SetVAEParams) -> dict[str, Any]:
+    """PyPOTS 1.5 GRU-D on an hourly grid built from our arrays (GRU-D needs a grid; SetVAE does not)."""
+    from pypots.classification import GRUD
+    from pypots.utils.random import set_random_seed
+
+    set_random_seed(params.seed)
+    grid = clinical.hourly_grid(data, prep.scaler)
+    y = prep.arrays.labels
+    sp = prep.splits
+    started = time.perf_counter()
+    model = GRUD(n_steps=grid.shape[1], n_features=grid.shape[2], n_classes=2, rnn_hidden_size=32,
+                 batch_size=params.batch_size, epochs=params.grud_epochs, patience=min(5, params.grud_epochs), device="cpu", verbose=False)
+    model.fit({"X": grid[sp.train], "y": y[sp.train]}, {"X": grid[sp.val], "y": y[sp.val]})
+    prob = np.asarray(model.predict({"X": grid[sp.test]})["classification"])
+    prob = prob[:, 1] if prob.ndim == 2 else prob
+    prob = np.clip(prob, 1e-6, 1 - 1e-6)
+    return {"model": "GRU-D (PyPOTS, hourly grid)", **task_scores(y[sp.test], np.log(prob / (1 - prob))),
+            "seconds": time.perf_counter() - started}
+
+
+# --------------------------------------------------------------------------- outputs
+
+
+def scores_table(agg: pd.DataFrame, base: pd.DataFrame) -> pd.DataFrame:
+    """SetVAE runs (mean ± sd over seeds) next to the baselines (one fit each, sd empty)."""
+    runs = agg[["run", "auroc_mean", "auroc_std", "auprc_mean", "auprc_std", "accuracy_mean"]].rename(columns={"run": "model"})
+    b = base.rename(columns={"auroc": "auroc_mean", "auprc": "auprc_mean", "accuracy": "accuracy_mean"})
+    b = b.assign(auroc_std=np.nan, auprc_std=np.nan)[list(runs.columns)]
+    return pd.concat([runs, b], ignore_index=True)
+
+
+def summary_metrics(rows: pd.DataFrame, base: pd.DataFrame, data: clinical.ClinicalData, prep: Prepared) -> dict[str, Any]:
+    agg = aggregate(rows).set_index("run")
+    out: dict[str, Any] = {"test_base_rate": float(prep.arrays.labels[prep.splits.test].mean()),
+                           "n_stays": len(data.labels), "truncated_steps": prep.arrays.truncated_steps}
+    for run in ("before (seed)", "after (seed)"):
+        if run in agg.index:
+            out[run] = {k: (None if pd.isna(v) else v) for k, v in agg.loc[run].items()}
+    out["baselines"] = base.set_index("model")[["auroc", "auprc", "accuracy"]].to_dict("index") if len(base) else {}
+    return out
+
+
+def write_outputs(params: SetVAEParams, *, metrics: dict, tables: dict, charts: dict, history: pd.DataFrame) -> Path:
+    return io.write_study_outputs(params.output_path, params=params.to_dict(), metrics=metrics, tables=tables,
+                                  charts=charts, history=history)

@@ -1,0 +1,95 @@
+"""Collapse diagnostics against hand-computed values, and the diagnosis on models that do / do not use z."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from latentlab import diagnostics as dg
+from latentlab.studies import setvae as S
+
+
+def test_active_units_hand_values():
+    mu = np.array([[0.0, 0.0], [0.2, 0.001], [0.4, 0.002]])
+    active, var = dg.active_units(mu)
+    np.testing.assert_allclose(var, [0.04, 1e-6])  # sample variance (ddof=1) of the posterior means
+    assert active.tolist() == [True, False]
+    assert dg.active_units(mu, threshold=0.05)[0].tolist() == [False, False]
+    with pytest.raises(ValueError, match="N >= 2"):
+        dg.active_units(mu[:1])
+
+
+def test_kl_per_dim_hand_values():
+    mu = np.array([[1.0, 0.0], [-1.0, 0.0]])
+    lv = np.array([[0.0, math.log(4.0)], [0.0, math.log(4.0)]])
+    np.testing.assert_allclose(dg.kl_per_dim(mu, lv), [0.5, 0.5 * (3 - math.log(4.0))])
+    np.testing.assert_allclose(dg.kl_per_dim(mu, lv, mu, lv), [0.0, 0.0])
+
+
+def test_mutual_information_zero_for_prior_and_large_for_separated_posteriors():
+    n = 400
+    same = dg.mutual_information(np.zeros((n, 3)), np.zeros((n, 3)))
+    assert abs(same) < 0.05
+    spread = np.random.default_rng(0).normal(0, 10, (n, 3))
+    sharp = dg.mutual_information(spread, np.full((n, 3), math.log(1e-4)))
+    assert sharp == pytest.approx(math.log(n), abs=0.05)  # upper bound log N reached
+
+
+def test_level_stats_and_diagnose_rules():
+    rng = np.random.default_rng(0)
+    used = dg.level_stats(1, rng.normal(0, 1, (300, 4)), np.full((300, 4), -2.0), np.zeros((300, 4)), np.zeros((300, 4)))
+    dead = dg.level_stats(2, rng.normal(0, 0.01, (300, 4)), np.zeros((300, 4)), np.zeros((300, 4)), np.zeros((300, 4)))
+    assert used.active == 4 and dead.active == 0 and dead.kl < 0.01
+    healthy = dg.diagnose([used])
+    assert healthy.status == "healthy" and "4/4" in healthy.evidence[0]
+    collapsed = dg.diagnose([dead])
+    assert collapsed.status == "collapsed" and "lower β" in collapsed.next_step
+    both = dg.diagnose([used, dead])  # 4/8 active = 0.5 is not below the 0.5 ratio; level 2 named
+    assert "level 2: AU 0/4" in str(both)
+    overfit = dg.diagnose([used], train_auroc=0.99, val_auroc=0.7)
+    assert overfit.status == "healthy" and "dropout" in overfit.next_step
+
+
+def test_linear_cka_and_pca():
+    x = np.random.default_rng(0).normal(size=(100, 5))
+    assert dg.linear_cka(x, x @ np.linalg.qr(np.random.default_rng(1).normal(size=(5, 5)))[0]) == pytest.approx(1.0)
+    assert dg.pca_2d(x).shape == (100, 2)
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    params = S.SetVAEParams.from_preset("quick", n_stays=160, max_steps=12, epochs=8, batch_size=16, lr=5e-3,
+                                        progress=False, output_dir="runs/test/setvae_diag", seeds=[0])
+    data = S.load(params)
+    prep = S.prepare(data, S.make_splits(data, params), params)
+    return params, prep
+
+
+def test_diagnosis_collapsed_when_decoder_ignores_z_and_healthy_when_it_uses_it(tiny, monkeypatch):
+    """Trained end to end: a decoder reading only history gives the latents nothing to do (KL wins)."""
+    params, prep = tiny
+    import dataclasses
+
+    from latentlab.models.setvae import SetVAEConfig
+
+    def with_decoder(decoder_input):
+        original = S.build_model
+
+        def build(cfg, p, n):
+            obj = original(cfg, p, n)
+            obj.model.__init__(dataclasses.replace(obj.model.cfg, decoder_input=decoder_input))
+            return obj
+
+        monkeypatch.setattr(S, "build_model", build)
+
+    quiet = dataclasses.replace(S.AFTER, free_bits=0.0, w=0.0, beta=1.0, kl_schedule="constant",
+                                pooling="mean", staged=False, optimiser="adam", var_reg=0.0, mean_reg=0.0)
+    with_decoder("h")
+    ignored = S.train_run("ignores z", quiet, prep, params, seed=0)
+    with_decoder("z")
+    uses = S.train_run("uses z", dataclasses.replace(quiet, beta=0.05), prep, params, seed=0)
+    assert ignored.diagnosis.status == "collapsed", str(ignored.diagnosis)
+    assert uses.diagnosis.status == "healthy", str(uses.diagnosis)
+    assert SetVAEConfig().decoder_input == "z+h"
