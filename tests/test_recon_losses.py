@@ -174,3 +174,14 @@ def test_ratio_rule():
     assert rl.ratio_verdict(2.0).startswith("recon dominates")
     assert rl.ratio_verdict(0.05).startswith("recon negligible")
     assert rl.ratio_verdict(0.5) == "reasonable range"
+
+
+@pytest.mark.parametrize("arm", rl.ARMS)
+def test_fit_trains_on_the_arm_formula(arm):
+    """The total train.fit optimises (its history) equals the arm's formula applied to the logged terms."""
+    torch.manual_seed(0)
+    obj = rl.ReconObjective(BertRagImputer(CFG), arm, 5.0)
+    row = train.fit(obj, [make_batch(6)], weights=obj.weights(), epochs=1, progress=False).history.iloc[0]
+    terms = {k: row[f"train_{k}"] for k in ("hap1", "hap2", "gt", "recon1", "recon2", "contrastive")
+             if f"train_{k}" in row}
+    assert row["train_loss"] == pytest.approx(rl.total_loss(arm, terms), rel=1e-5)
