@@ -1,0 +1,104 @@
+"""Study 4 at scale: SetVAE training / inference throughput (stays/s) and peak memory.
+
+Run: ``make bench`` (or ``.venv/bin/python benchmarks/setvae.py [--quick]``). Prints tables; nothing
+here is a test. Sizes: ``standard`` (the preset) and ``full`` (≈ 4,000 stays × 36 variables × 48 h,
+48 steps kept). Training is timed over ``--steps`` optimiser steps of the "after" configuration (the step
+``train.fit`` takes; its one-off contract check runs before the clock starts); inference over every
+stay in eval mode.
+"""
+
+from __future__ import annotations
+
+import argparse
+import threading
+import time
+
+import numpy as np
+import pandas as pd
+import psutil
+import torch
+
+from latentlab import train
+from latentlab.data import clinical
+from latentlab.studies import setvae as S
+
+
+class PeakSampler:
+    """Peak RSS of this process while a block runs (polled every 5 ms)."""
+
+    def __enter__(self):
+        self.proc, self.running = psutil.Process(), True
+        self.base = self.peak = self.proc.memory_info().rss
+        self.thread = threading.Thread(target=self._poll, daemon=True)
+        self.thread.start()
+        return self
+
+    def _poll(self):
+        while self.running:
+            self.peak = max(self.peak, self.proc.memory_info().rss)
+            time.sleep(0.005)
+
+    def __exit__(self, *exc):
+        self.running = False
+        self.thread.join()
+
+    @property
+    def extra_mb(self) -> float:
+        return (self.peak - self.base) / 2**20
+
+
+def measure(label: str, preset: str, overrides: dict, steps: int) -> dict:
+    params = S.SetVAEParams.from_preset(preset, progress=False, **overrides)
+    started = time.perf_counter()
+    data = clinical.simulate_stays(clinical.StaySimulation(n_stays=params.n_stays, seed=0))
+    splits = S.make_splits(data, params)
+    prep = S.prepare(data, splits, params)
+    data_s = time.perf_counter() - started
+    objective = S.build_model(S.AFTER, params, len(prep.scaler))
+    batches = S.batches(prep.tensors, splits.train, params.batch_size, 0)
+    chosen = batches(0)[:steps]
+    weights = S.loss_weights(S.AFTER, steps)
+    train.check_contract(objective, chosen[0], weights)
+    opt = S.make_optimizer(S.AFTER, params.lr)(objective)
+    objective.train()
+    with PeakSampler() as train_mem:
+        t0 = time.perf_counter()
+        for i, batch in enumerate(chosen):  # the same step train.fit takes, without its bookkeeping
+            terms = objective.loss_terms(batch)
+            ctx = train.StepContext(epoch=0, step=i, epochs=1)
+            loss = sum(train.resolve_weight(weights[k], ctx) * v for k, v in terms.items())
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(objective.parameters(), 0.5)
+            opt.step()
+        train_s = time.perf_counter() - t0
+    rows = np.arange(len(prep.arrays))
+    with PeakSampler() as infer_mem:
+        t0 = time.perf_counter()
+        S.collect(objective, prep.tensors, rows)
+        infer_s = time.perf_counter() - t0
+    trained = sum(len(b["label"]) for b in chosen)
+    return {
+        "size": label, "stays": params.n_stays, "steps kept": params.max_steps,
+        "max set": int(prep.tensors["elem_mask"].shape[-1]), "d_model": params.d_model,
+        "simulate+arrays s": data_s, "train stays/s": trained / train_s, "infer stays/s": len(rows) / infer_s,
+        "train peak +MB": train_mem.extra_mb, "infer peak +MB": infer_mem.extra_mb,
+        "params": sum(p.numel() for p in objective.parameters()),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="small sizes, to check the script runs")
+    parser.add_argument("--steps", type=int, default=20, help="optimiser steps timed per size")
+    args = parser.parse_args()
+    pd.set_option("display.width", 200)
+    print(f"torch threads: {torch.get_num_threads()}")
+    sizes = [("quick", "quick", {})] if args.quick else [("standard", "standard", {}), ("full", "full", {})]
+    table = pd.DataFrame([measure(label, preset, ov, 3 if args.quick else args.steps) for label, preset, ov in sizes])
+    print("\nSetVAE ('after' configuration) throughput and peak memory above the loaded data")
+    print(table.round(2).to_string(index=False))
+
+
+if __name__ == "__main__":
+    main()
