@@ -135,3 +135,14 @@ def test_support_set_cell_encoder_passes(setup):
     model = S.build_model("sfmn", data, inputs, split, p)
     S.check_run(model, batch, "sfmn", p)
     assert model.context.support["scan_e"].shape[:2] == (len(data.cell_lines), 8)
+
+
+def test_cnn_encoder_sfmn_passes_and_trains_its_convolutions(setup):
+    params, data, split, _, _ = setup
+    p = dataclasses.replace(params, encoder="cnn")
+    inputs = S.PairInputs(data, "cnn")
+    batch = next(iter(S.Batches(inputs, split.train_rows, 4, 8, 0)(0)))
+    model = S.build_model("sfmn", data, inputs, split, p)
+    report = S.check_run(model, batch, "sfmn", p)
+    assert report["grad_norms"]["task"]["sequence encoder"] > 0
+    assert batch["seq_e"].dtype == torch.uint8  # cached one-hot, converted per batch, never re-encoded
