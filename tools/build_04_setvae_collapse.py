@@ -128,7 +128,9 @@ chart_zh
 
 Each row is the "after" configuration with exactly one fix returned to its "before" value
 (`S.ablate(fix)`), on the first `ablation_seeds` seeds; extra rows add an option the seed proposes
-(cyclical KL annealing, staged training, the leaky causal mask). `collapsed_seeds` counts seeds the
+(cyclical KL annealing, staged training, the leaky causal mask) and one **positive control** — a decoder
+that reads only the history, so z has nothing to do: the diagnostics must call that one collapsed.
+`collapsed_seeds` counts seeds the
 automatic diagnosis called collapsed. `auroc_24h` is the prediction made from the first 24 h only — the
 leaky mask lets steps after 24 h reach it.
 """),

@@ -67,6 +67,7 @@ class RunConfig:
     setvae_lr_scale: float = 0.1
     staged: bool = False
     future_leak: int = 0
+    decoder_input: str = "z+h"  # "h" = a decoder that ignores z: the positive control for collapse
 
 
 AFTER = RunConfig()
@@ -90,10 +91,13 @@ FIXES: dict[str, tuple[str, ...]] = {
     "label smoothing": ("label_smoothing",),
     "AdamW + per-module lr + cosine": ("optimiser", "weight_decay", "setvae_lr_scale"),
 }
-EXTRAS: dict[str, dict[str, Any]] = {  # options the seed proposes beyond its core change list
-    "+ cyclical KL annealing": {"kl_schedule": "cyclical"},
-    "+ staged training": {"staged": True},
-    "+ leaky causal mask (2 future steps)": {"future_leak": 2},
+EXTRAS: dict[str, RunConfig] = {  # options the seed proposes beyond its core change list, and a control
+    "+ cyclical KL annealing": dataclasses.replace(AFTER, kl_schedule="cyclical"),
+    "+ staged training": dataclasses.replace(AFTER, staged=True),
+    "+ leaky causal mask (2 future steps)": dataclasses.replace(AFTER, future_leak=2),
+    # positive control: "before" training, but the decoder reads only h_{t-1} and pooling ignores z,
+    # so nothing rewards information in z — the diagnostics must call this one collapsed
+    "control: decoder ignores z": dataclasses.replace(BEFORE, decoder_input="h"),
 }
 
 
@@ -110,7 +114,7 @@ REFERENCE = {"before (seed)": BEFORE, "after (seed)": AFTER}
 def ablation_configs(ablation: list[str], extras: list[str]) -> dict[str, RunConfig]:
     """One fix off at a time from AFTER, then AFTER plus each optional extra."""
     configs = {f"after − {fix}": ablate(fix) for fix in ablation}
-    configs.update({f"after {name}": dataclasses.replace(AFTER, **EXTRAS[name]) for name in extras})
+    configs.update({(name if name.startswith("control") else f"after {name}"): EXTRAS[name] for name in extras})
     return configs
 
 
@@ -143,7 +147,8 @@ class SetVAEParams(StudyParams):
     PRESETS = {
         "quick": dict(output_dir="runs/quick/setvae_collapse", n_stays=200, max_steps=12, d_model=16,
                       latent_dims=[4, 4], n_layers=1, epochs=4, seeds=[0], ablation=["beta 0.5→0.1"],
-                      extras=["+ leaky causal mask (2 future steps)"], ablation_seeds=1, grud_epochs=3),
+                      extras=["+ leaky causal mask (2 future steps)", "control: decoder ignores z"],
+                      ablation_seeds=1, grud_epochs=3, progress=False),
         "standard": dict(n_stays=600, max_steps=24, epochs=10, seeds=[0, 1, 2], ablation_seeds=2),
         "full": dict(output_dir="runs/full/setvae_collapse", n_stays=4000, max_steps=48, epochs=20,
                      seeds=[0, 1, 2, 3, 4], ablation_seeds=3, grud_epochs=40),
@@ -244,6 +249,7 @@ def build_model(cfg: RunConfig, params: SetVAEParams, n_variables: int) -> SetVA
         n_variables=n_variables, d_model=params.d_model, latent_dims=tuple(params.latent_dims),
         n_layers=params.n_layers, max_steps=params.max_steps, time_encoding=cfg.time_encoding,
         norm_first=cfg.norm_first, pooling=cfg.pooling, future_leak=cfg.future_leak,
+        decoder_input=cfg.decoder_input,
     )
     lcfg = LossConfig(free_bits=cfg.free_bits, level_weights=level_weight_vector(len(params.latent_dims), cfg.level_ratio),
                       label_smoothing=cfg.label_smoothing)
