@@ -65,7 +65,7 @@ sweep: setup
 	$(VENV)/bin/latentlab sweep $(NOTEBOOK) --grid $(GRID) $(if $(SCHEDULER),--scheduler $(SCHEDULER),)
 
 lab: setup
-	$(VENV)/bin/jupyter lab --ip=127.0.0.1 --no-browser --ServerApp.root_dir=$(CURDIR)
+	$(VENV)/bin/jupyter lab --ip=127.0.0.1 --no-browser --allow-root --ServerApp.root_dir=$(CURDIR) --LabApp.extension_manager=readonly
 
 bench: setup
 	$(PY) benchmarks/h2.py

@@ -155,8 +155,11 @@ plots.tradeoff(tradeoff)
 plots.loss_curves(mitigation_history)
 """),
     md("""
-Against the issue's bar — a mitigation that lowers held-out leakage AUC by ≥ 0.2 versus the plain AE while
-keeping cell-type probe accuracy within 0.05:
+Against the workbook's bar — a mitigation that lowers held-out leakage by ≥ 0.2 versus the plain AE while
+keeping cell-type probe accuracy within 0.05. Leakage is measured as |AUC − 0.5|: an AUC far *below* 0.5 means
+the chip is still readable, only in a direction that flips between samples, so over-correction is not removal.
+The k-NN probe's AUC is shown beside the linear one — a mitigation that fools a linear probe but not a
+non-linear one has hidden the chip, not removed it.
 """),
     code("""
 verdict = h2.mitigation_verdict(tradeoff)
@@ -204,9 +207,12 @@ sorted(p.name for p in out.iterdir() if p.is_file())
   Rerun with `-p chip_effect 0` and the same probe reports chance: the probe is not inventing leakage.
 * The trade-off chart is the decision tool: a mitigation is only useful if it moves points left
   (less leakage) without moving them down (less biology).
-* In these runs the distribution-matching penalties (MMD, HSIC) move points left most reliably; the
-  gradient-reversal adversary is unstable (its discriminator is fooled without the information being
-  removed for a fresh probe), which is why the probe must always be a *fresh* model, never the adversary itself.
+* In these runs the distribution-matching penalties (MMD, HSIC) move points left most reliably, over a
+  narrow band of weights: too strong and z collapses (biology lost, AUC exactly 0.5). The gradient-reversal
+  adversary works only at a small weight and is unstable above it (its discriminator is fooled without the
+  information being removed for a fresh probe) — which is why leakage must always be measured by a *fresh*
+  probe, never by the adversary itself. ComBat and Harmony remove the chip well here, but they were given
+  every cell's chip label, including the held-out sample's.
 """),
 ]
 
