@@ -14,9 +14,16 @@ export MPLBACKEND := Agg
 
 setup: $(STAMP)
 
-# Debian packages: Beagle 5.4 for Study 3's external anchor. Installed where we can
-# (root + apt); without it Study 3 says so and skips only Beagle's row.
+# Debian packages: Beagle 5.4 for Study 3's external anchor, Chromium for the JupyterLab
+# browser test. Installed where we can (root + apt); without Beagle, Study 3 says so and
+# skips only its row; without Chromium outside CI, the browser test is skipped.
 system:
+	@if ! command -v chromium >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null \
+	      || echo "warning: could not install chromium; the browser test needs it"; \
+	  else echo "warning: chromium not installed and no root apt; the browser test needs it"; fi; \
+	fi
 	@if ! command -v beagle >/dev/null 2>&1; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq beagle >/dev/null \

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import shutil
 import socket
 import subprocess
 import sys
@@ -19,6 +18,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+import nbformat
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -44,7 +44,11 @@ def _free_port() -> int:
 def lab(tmp_path_factory):
     """A JupyterLab server on loopback with a token, serving a scratch copy of the notebook."""
     root = tmp_path_factory.mktemp("lab")
-    shutil.copy(NOTEBOOK, root / NOTEBOOK.name)
+    notebook = nbformat.read(NOTEBOOK, as_version=4)
+    for cell in notebook.cells:  # a fresh notebook: every prompt must be earned by this run
+        if cell.cell_type == "code":
+            cell.outputs, cell.execution_count = [], None
+    nbformat.write(notebook, root / NOTEBOOK.name)
     settings = root / ".settings" / "@jupyterlab" / "notebook-extension"
     settings.mkdir(parents=True)
     # render every cell (no virtual scrolling), so the test can see all prompts

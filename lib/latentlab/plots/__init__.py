@@ -1,10 +1,24 @@
-"""Altair chart builders: pure functions, data in, chart out."""
+"""Altair chart builders: pure functions, data in, chart out.
+
+Importing this package switches altair to its ``png`` renderer: charts are
+drawn in-process by vl-convert, so they show with no network (altair's HTML
+output loads vega from a CDN, unreachable here) and in untrusted notebooks,
+where JupyterLab strips scripts. For interactive charts in a live session:
+``alt.renderers.enable("jupyter", offline=True)`` (needs anywidget).
+"""
 
 from __future__ import annotations
 
 import altair as alt
 import numpy as np
 import pandas as pd
+
+def enable_offline_rendering(kind: str = "png") -> None:
+    """Render charts as static images (``png`` or ``svg``) drawn locally by vl-convert."""
+    alt.renderers.enable(kind)
+
+
+enable_offline_rendering()
 
 MAX_POINTS = 4000  # altair refuses > 5,000 rows by default; subsample deterministically
 
