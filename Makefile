@@ -18,17 +18,15 @@ setup: $(STAMP)
 # browser test. Installed where we can (root + apt); without Beagle, Study 3 says so and
 # skips only its row; without Chromium outside CI, the browser test is skipped.
 system:
-	@if ! command -v chromium >/dev/null 2>&1; then \
+	@missing=""; \
+	command -v beagle >/dev/null 2>&1 || missing="$$missing beagle"; \
+	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
+	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null \
-	      || echo "warning: could not install chromium; the browser test needs it"; \
-	  else echo "warning: chromium not installed and no root apt; the browser test needs it"; fi; \
-	fi
-	@if ! command -v beagle >/dev/null 2>&1; then \
-	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq beagle >/dev/null \
-	      || echo "warning: could not install beagle; Study 3 will skip its Beagle row"; \
-	  else echo "warning: beagle not installed and no root apt; Study 3 will skip its Beagle row"; fi; \
+	    echo "installing Debian packages:$$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null \
+	      || echo "warning: could not install$$missing (Study 3 skips Beagle's row; the browser test needs chromium)"; \
+	  else echo "warning: missing$$missing and no root apt (Study 3 skips Beagle's row; the browser test needs chromium)"; fi; \
 	fi
 
 $(STAMP): pyproject.toml Makefile
