@@ -124,7 +124,7 @@ def diagnose(levels: list[LevelStats], *, min_active_ratio: float = 0.5, min_kl:
     if min(s.mean_sigma for s in levels) < 0.1:
         return Diagnosis("healthy", evidence + ["but posterior σ < 0.1 on some level"], SEED_ADVICE["variance"])
     if train_auroc is not None and val_auroc is not None:
-        evidence.append(f"AUROC train {train_auroc:.3f} vs validation {val_auroc:.3f}")
+        evidence.append(f"AUROC train {train_auroc:.3f} vs held-out {val_auroc:.3f}")
         if train_auroc - val_auroc > 0.1:
             return Diagnosis("healthy", evidence, SEED_ADVICE["overfit"])
         if val_auroc < 0.7:
