@@ -45,7 +45,7 @@ class GridPoint:
     @property
     def key(self) -> str:
         """A readable, filesystem-safe, stable id: ``arm=A__gamma=5.0__seed=0``."""
-        parts = [f"{k}={v}" for k, v in sorted(self.params.items())]
+        parts = [f"{k}={'+'.join(map(str, v)) if isinstance(v, list) else v}" for k, v in sorted(self.params.items())]
         return re.sub(r"[^A-Za-z0-9=._+-]", "-", "__".join(parts))
 
 
