@@ -59,3 +59,26 @@ def test_a_failing_point_is_reported_and_the_rest_kept_then_skipped_on_rerun(tmp
     rerun = sweep.run_sweep(NOTEBOOK, grid, out_dir=out, workers=1)
     assert rerun[rerun.skipped].ok.all() and rerun.skipped.sum() == 2
     assert (~rerun.ok).sum() == 2  # the failing points ran again and failed again
+
+
+GRIDS = {
+    "recon_ablation.yaml": "latentlab.studies.recon:ReconParams",
+    "setvae_ablation.yaml": "latentlab.studies.setvae:SetVAEParams",
+    "h2_weights.yaml": "latentlab.studies.h2:H2Params",
+}
+
+
+@pytest.mark.parametrize("name", sorted(GRIDS))
+def test_shipped_grids_name_only_real_parameters(name):
+    """Every point of every shipped grid builds a valid Params (names and ranges), without running."""
+    import importlib
+
+    module, cls = GRIDS[name].split(":")
+    params_cls = getattr(importlib.import_module(module), cls)
+    path = Path(__file__).parents[1] / "params" / name
+    base, points = sweep.load_grid(path)
+    preset = base.get("preset", "quick")
+    fixed = {k: v for k, v in base.items() if k != "preset"}
+    for point in points:
+        params_cls.from_preset(preset, **fixed, **point.params)
+    assert len({p.key for p in points}) == len(points)
