@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from latentlab.data import haplotypes as hp
@@ -83,8 +84,13 @@ def test_tiny_ablation_run_and_user_directory(tiny, tmp_path):
     assert 0 <= m["f1_overall"] <= 1 and np.isfinite(m["cos_shared"])
     assert m["switches"] == len(run.switches)
     assert {"weight_recon1", "conflict_cos_hap_after", "util_g5", "val_f1"} <= set(run.history.columns)
-    summary = recon.summary_table(recon.ablation_table([run]))
-    assert summary.loc[0, "n_seeds"] == 1
+    vote = recon.retrieval_vote(prep)
+    assert 0 < vote["f1_overall"] <= 1
+    summary = recon.summary_table(recon.ablation_table([run], None, vote))
+    assert set(summary["arm"]) == {"A", recon.VOTE} and (summary["n_seeds"] == 1).all()
+    fake_beagle = summary[summary["arm"] == recon.VOTE].assign(arm="Beagle 5.4")
+    gap = recon.beagle_gap(pd.concat([summary, fake_beagle]))
+    assert gap["best_arm"] == "A", "reference rows must never be picked as the best arm"
     # the same VCFs as a user directory load to the same data
     user = recon.ReconParams.from_preset("quick", data=str(paths["panel"].parent), output_dir=str(tmp_path))
     again, _ = recon.load(user)

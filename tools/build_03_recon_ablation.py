@@ -112,14 +112,16 @@ history = pd.concat([r.history for r in runs], ignore_index=True)
 beagle = recon.run_beagle(paths, prep, params.output_path / "beagle") if params.beagle else {
     "available": False, "reason": "beagle switched off (beagle=False)"}
 print("Beagle:", f"ran in {beagle['seconds']:.1f} s" if beagle["available"] else beagle["reason"])
-table = recon.ablation_table(runs, beagle)
+vote = recon.retrieval_vote(prep)
+table = recon.ablation_table(runs, beagle, vote)
 summary = recon.summary_table(table)
 print(f"{len(runs)} runs:", ", ".join(f"{r.arm}/γ{r.gamma:g}/s{r.seed}" for r in runs))
 """, "nbval-ignore-output"),
     md("""
 ### Ablation table (masked sites of the targets; mean ± sd over seeds)
 
-ALT-allele F1 counts ALT alleles per genotype (phase-free, so Beagle's rephasing costs it nothing);
+`RAG k-vote (no model)` is the retrieval alone — P(ALT) = share of the k retrieved panel haplotypes carrying
+ALT — i.e. what the network is handed before any loss acts. ALT-allele F1 counts ALT alleles per genotype (phase-free, so Beagle's rephasing costs it nothing);
 rare = panel MAF < 0.05. Dosage r² is pooled over (site, individual) within each MAF bin; concordance is
 genotype-level, which hides rare-variant errors — hence the F1 and r² columns.
 """),
@@ -147,7 +149,7 @@ rplots.switch_timeline(history) if (history["arm"] == "A").any() else "arm A not
     code("""
 stability_cols = ["arm", "gamma", "seed", "best_epoch", "seconds_to_best", "epochs_run", "loss_std_last",
                   "task_loss_std_last", "max_loss_jump", "switches", "share_steps_recon_on", "train_val_gap"]
-table[table["arm"] != "Beagle 5.4"][stability_cols].round(4)
+table[~table["arm"].isin(recon.REFERENCES)][stability_cols].round(4)
 """, "nbval-ignore-output"),
     md("""
 ## 4 · The seed's monitors, measured
@@ -160,7 +162,7 @@ at the arm's actual weights (arm C: the seed's recon it no longer trains, share 
     code("""
 monitor_cols = ["arm", "gamma", "seed", "recon_hap_ratio", "ratio_rule", "cos_hap_after", "cos_shared",
                 "aux_share", "util_final"]
-table[table["arm"] != "Beagle 5.4"][monitor_cols].round(3)
+table[~table["arm"].isin(recon.REFERENCES)][monitor_cols].round(3)
 """, "nbval-ignore-output"),
     code("""
 rplots.conflict_curves(history)
