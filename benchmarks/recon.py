@@ -99,13 +99,22 @@ def beagle(paths: dict, data: hp.ImputationData, threads: int) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         cmd = [exe, f"ref={paths['panel']}", f"gt={paths['targets']}", f"out={tmp}/b", f"nthreads={threads}"]
         started = time.perf_counter()
-        subprocess.run(cmd, check=True, capture_output=True)
+        proc = psutil.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        peak = 0
+        while proc.poll() is None:  # poll the JVM's RSS (ru_maxrss of children counts the pre-exec fork)
+            try:
+                peak = max(peak, sum(p.memory_info().rss for p in [proc, *proc.children(recursive=True)]))
+            except psutil.NoSuchProcess:
+                break
+            time.sleep(0.02)
         seconds = time.perf_counter() - started
+        if proc.returncode != 0:
+            raise RuntimeError(f"beagle failed: {proc.stderr.read().decode()[-2000:]}")
     mb = (data.panel.positions[-1] - data.panel.positions[0]) / 1e6
     haps = 2 * len(data.truth.samples)
     return {"threads": threads, "target_haplotypes": haps, "Mb": mb, "seconds": seconds,
             "s_per_1000_haps_x_1Mb": seconds * (1000 / haps) / mb,
-            "peak_rss_mb_children": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}
+            "peak_rss_mb": peak / 2**20}
 
 
 def main() -> None:
