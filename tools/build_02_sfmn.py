@@ -184,7 +184,8 @@ and AUPR for that cell line update. The same `update` function is what the tests
 """),
     code("""
 explorer = gate_explorer(first, data, inputs, splits[0])
-explorer.widget()
+display(explorer.widget())  # interactive in JupyterLab: any change redraws below the sliders
+explorer.chart(explorer.update(data.cell_lines[splits[0].test]))  # the starting state, drawn statically
 """, "nbval-ignore-output"),
     code("""
 unseen = data.cell_lines[splits[0].test]

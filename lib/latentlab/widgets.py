@@ -97,12 +97,13 @@ class GateExplorer:
         out = w.Output()
         state = {"loading": False}
 
-        def load_gate(*_):
+        def load_gate(*_, draw: bool = True):
             state["loading"] = True
             for s, v in zip(sliders, self.model_gate(cell.value), strict=True):
                 s.value = float(v)
             state["loading"] = False
-            redraw()
+            if draw:
+                redraw()
 
         def redraw(*_):
             if state["loading"]:
@@ -116,7 +117,9 @@ class GateExplorer:
         keep.observe(redraw, names="value")
         for s in sliders:
             s.observe(redraw, names="value")
-        load_gate()
+        # no drawing while the widget is built: rendering into an Output widget before a frontend has
+        # attached can block a headless kernel (papermill); the first change of any control draws
+        load_gate(draw=False)
         grid = w.GridBox(sliders, layout=w.Layout(grid_template_columns="repeat(3, 310px)"))
         return w.VBox([w.HBox([cell, keep]), grid, out])
 

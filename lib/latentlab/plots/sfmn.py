@@ -49,9 +49,10 @@ def monitor_curves(history: pd.DataFrame, model: str | None = None) -> alt.Facet
 def gate_heatmap(frame: pd.DataFrame) -> alt.HConcatChart:
     """Learned gate (cell line × E:/P: motif) beside the simulator's true accessibility."""
     sort = list(dict.fromkeys(frame.dimension))
+    frame = frame.assign(line=frame.cell_line.where(frame.role == "seen", frame.cell_line + " (unseen)"))
     base = alt.Chart(frame).encode(
         x=alt.X("dimension:N", sort=sort, title="gate dimension (E: enhancer motif, P: promoter motif)"),
-        y=alt.Y("cell_line:N", title=None), tooltip=["cell_line", "dimension", "gate", "truth", "role"])
+        y=alt.Y("line:N", title=None), tooltip=["cell_line", "dimension", "gate", "truth", "role"])
     learned = base.mark_rect().encode(color=alt.Color("gate:Q", scale=alt.Scale(domain=[0, 1], scheme="viridis"))
                                       ).properties(width=420, height=220, title="learned gates g_c")
     panels = [learned]
@@ -60,9 +61,6 @@ def gate_heatmap(frame: pd.DataFrame) -> alt.HConcatChart:
                                                         legend=None)).properties(
             width=420, height=220, title="true accessibility a_c (simulator)")
         panels.append(truth)
-    marks = alt.Chart(frame[frame.role != "seen"]).mark_text(text="◀ unseen", align="left", dx=215).encode(
-        y="cell_line:N")
-    panels[0] = panels[0] + marks
     return alt.hconcat(*panels).resolve_scale(color="independent")
 
 
