@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml Makefile | md5sum | cut -c1-8)
 PRESET ?= standard
-STUDIES := 01_h2_leakage
+STUDIES := 01_h2_leakage 02_sfmn 03_recon_ablation 04_setvae_collapse
 NBS := $(addprefix notebooks/,$(addsuffix .ipynb,$(STUDIES)))
 export PYTHONHASHSEED := 0
 export MPLBACKEND := Agg
@@ -73,7 +73,7 @@ lab: setup
 	$(VENV)/bin/jupyter lab --ip=127.0.0.1 --no-browser --allow-root --ServerApp.root_dir=$(CURDIR) --LabApp.extension_manager=readonly
 
 bench: setup
-	$(PY) benchmarks/h2.py
+	@for b in h2 sfmn recon setvae sweep; do echo "== benchmarks/$$b.py"; $(PY) benchmarks/$$b.py || exit 1; done
 
 lint: setup
 	$(VENV)/bin/ruff check lib tests benchmarks tools
