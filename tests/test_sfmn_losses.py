@@ -81,7 +81,7 @@ def test_entropy_sign_spread_raises_entropy_seed_sign_lowers_it():
             opt.zero_grad()
             L.entropy_term(torch.sigmoid(x), sign).backward()
             opt.step()
-        return float(L.gate_entropy(torch.sigmoid(x)))
+        return float(L.gate_entropy(torch.sigmoid(x.detach())))
 
     start = float(L.gate_entropy(torch.sigmoid(torch.tensor([[3.0, -3.0, -3.0, -3.0]]))))
     assert descend("spread") > start > descend("seed")
