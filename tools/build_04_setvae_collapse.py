@@ -128,8 +128,11 @@ chart_zh
 
 Each row is the "after" configuration with exactly one fix returned to its "before" value
 (`S.ablate(fix)`), on the first `ablation_seeds` seeds; extra rows add an option the seed proposes
-(cyclical KL annealing, staged training, the leaky causal mask) and one **positive control** — a decoder
-that reads only the history, so z has nothing to do: the diagnostics must call that one collapsed.
+(cyclical KL annealing, staged training, the leaky causal mask) and one **control** — the "before"
+training with a decoder that reads only the history h_{t-1}, so reconstruction never rewards z_t directly.
+z still reaches H (and through it the classifier and later reconstructions), and free bits (0.2 nats/dim)
+leave KL below the threshold ungraded — so whether the diagnostics call it collapsed is a measured
+question, not a given (at `standard` they did not; see the README).
 `collapsed_seeds` counts seeds the
 automatic diagnosis called collapsed. `auroc_24h` is the prediction made from the first 24 h only — the
 leaky mask lets steps after 24 h reach it.
