@@ -53,7 +53,10 @@ def test_simulator_without_outcome_signal_is_chance():
     feats = c.summary_features(flat).fillna(0).to_numpy()
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import cross_val_predict
-    prob = cross_val_predict(LogisticRegression(C=0.1, max_iter=2000), feats, flat.labels, cv=3, method="predict_proba")[:, 1]
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    model = make_pipeline(StandardScaler(), LogisticRegression(C=0.1, max_iter=2000))
+    prob = cross_val_predict(model, feats, flat.labels, cv=3, method="predict_proba")[:, 1]
     assert abs(roc_auc_score(flat.labels, prob) - 0.5) < 0.08
 
 
