@@ -13,6 +13,7 @@ import altair as alt
 import numpy as np
 import pandas as pd
 
+
 def enable_offline_rendering(kind: str = "png") -> None:
     """Render charts as static images (``png`` or ``svg``) drawn locally by vl-convert."""
     alt.renderers.enable(kind)
