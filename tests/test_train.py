@@ -169,3 +169,11 @@ def test_minibatches_cover_every_row_once_and_depend_only_on_epoch():
     rows = sorted(int(i) for b in batches(0) for i in b)
     assert rows == list(range(10))
     assert all((a == b).all() for a, b in zip(batches(2), train.minibatches(10, 3, seed=1)(2), strict=True))
+
+
+def test_early_stopping_ignores_warm_up_epochs():
+    scores = iter([0.99, 0.5, 0.6, 0.55, 0.5, 0.4])
+    result = train.fit(Regression(), data(), weights={"mse": 1.0, "l2": 0.0}, epochs=6, progress=False,
+                       validate=lambda m: {"val_score": next(scores)},
+                       early_stopping=train.EarlyStopping("val_score", patience=2, min_epoch=1))
+    assert result.best_epoch == 2 and result.best_score == 0.6 and len(result.history) == 5

@@ -60,12 +60,17 @@ Batches = Iterable[Any] | Callable[[int], Iterable[Any]]
 
 @dataclasses.dataclass(frozen=True)
 class EarlyStopping:
-    """Stop when ``monitor`` has not improved for ``patience`` epochs; restore the best."""
+    """Stop when ``monitor`` has not improved for ``patience`` epochs; restore the best.
+
+    Epochs before ``min_epoch`` (a warm-up, e.g. a curriculum phase with frozen
+    gates) are never selected as best and never count towards patience.
+    """
 
     monitor: str
     mode: str = "max"
     patience: int = 5
     min_delta: float = 0.0
+    min_epoch: int = 0
 
     def improved(self, value: float, best: float | None) -> bool:
         if best is None or not math.isfinite(best):
@@ -286,7 +291,9 @@ def fit(
                     f"but the epoch record has only {sorted(row)}"
                 )
             score = row[early_stopping.monitor]
-            if early_stopping.improved(score, best_score):
+            if epoch < early_stopping.min_epoch:
+                pass
+            elif early_stopping.improved(score, best_score):
                 best_state, best_epoch, best_score, bad_epochs = copy.deepcopy(model.state_dict()), epoch, score, 0
             else:
                 bad_epochs += 1
