@@ -12,14 +12,13 @@ import resource
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import psutil
 import torch
+from memory import PeakSampler  # benchmarks/memory.py (this directory is on sys.path)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -38,30 +37,6 @@ def whole_study(preset: str, overrides: dict) -> dict:
         seconds = time.perf_counter() - started
     peak_gb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 2**20
     return {"seconds": seconds, "peak_rss_gb": peak_gb}
-
-
-class PeakSampler:
-    """Peak RSS of this process while a block runs (polled every 5 ms)."""
-
-    def __enter__(self):
-        self.proc, self.peak, self.running = psutil.Process(), 0, True
-        self.base = self.proc.memory_info().rss
-        self.thread = threading.Thread(target=self._poll, daemon=True)
-        self.thread.start()
-        return self
-
-    def _poll(self):
-        while self.running:
-            self.peak = max(self.peak, self.proc.memory_info().rss)
-            time.sleep(0.005)
-
-    def __exit__(self, *exc):
-        self.running = False
-        self.thread.join()
-
-    @property
-    def extra_mb(self) -> float:
-        return (self.peak - self.base) / 2**20
 
 
 def ae_epoch(n_cells: int, n_genes: int, batch_size: int = 64) -> dict:

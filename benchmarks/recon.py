@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import resource
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -18,36 +17,13 @@ import numpy as np
 import pandas as pd
 import psutil
 import torch
+from memory import PeakSampler  # benchmarks/memory.py (this directory is on sys.path)
 
 from latentlab import train
 from latentlab.data import haplotypes as hp
 from latentlab.losses import recon as rl
 from latentlab.models.imputer import BertRagImputer
 from latentlab.studies import recon
-
-
-class PeakSampler:
-    """Peak RSS of this process while a block runs (polled every 5 ms)."""
-
-    def __enter__(self):
-        self.proc, self.peak, self.running = psutil.Process(), 0, True
-        self.base = self.proc.memory_info().rss
-        self.thread = threading.Thread(target=self._poll, daemon=True)
-        self.thread.start()
-        return self
-
-    def _poll(self):
-        while self.running:
-            self.peak = max(self.peak, self.proc.memory_info().rss)
-            time.sleep(0.005)
-
-    def __exit__(self, *exc):
-        self.running = False
-        self.thread.join()
-
-    @property
-    def peak_mb(self) -> float:
-        return self.peak / 2**20
 
 
 def dataset(n_panel: int, n_target: int, length_bp: int, out: Path, seed: int = 0):

@@ -10,41 +10,16 @@ stay in eval mode.
 from __future__ import annotations
 
 import argparse
-import threading
 import time
 
 import numpy as np
 import pandas as pd
-import psutil
 import torch
+from memory import PeakSampler  # benchmarks/memory.py (this directory is on sys.path)
 
 from latentlab import train
 from latentlab.data import clinical
 from latentlab.studies import setvae as S
-
-
-class PeakSampler:
-    """Peak RSS of this process while a block runs (polled every 5 ms)."""
-
-    def __enter__(self):
-        self.proc, self.running = psutil.Process(), True
-        self.base = self.peak = self.proc.memory_info().rss
-        self.thread = threading.Thread(target=self._poll, daemon=True)
-        self.thread.start()
-        return self
-
-    def _poll(self):
-        while self.running:
-            self.peak = max(self.peak, self.proc.memory_info().rss)
-            time.sleep(0.005)
-
-    def __exit__(self, *exc):
-        self.running = False
-        self.thread.join()
-
-    @property
-    def extra_mb(self) -> float:
-        return (self.peak - self.base) / 2**20
 
 
 def measure(label: str, preset: str, overrides: dict, steps: int) -> dict:

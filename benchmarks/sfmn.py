@@ -12,39 +12,15 @@ from __future__ import annotations
 
 import argparse
 import tempfile
-import threading
 import time
 import warnings
 
 import pandas as pd
-import psutil
 import torch
+from memory import PeakSampler  # benchmarks/memory.py (this directory is on sys.path)
 
 from latentlab import train
 from latentlab.studies import sfmn as S
-
-
-class PeakSampler:
-    """Peak RSS of this process while a block runs (polled every 5 ms)."""
-
-    def __enter__(self):
-        self.proc, self.peak, self.running = psutil.Process(), 0, True
-        self.thread = threading.Thread(target=self._poll, daemon=True)
-        self.thread.start()
-        return self
-
-    def _poll(self):
-        while self.running:
-            self.peak = max(self.peak, self.proc.memory_info().rss)
-            time.sleep(0.005)
-
-    def __exit__(self, *exc):
-        self.running = False
-        self.thread.join()
-
-    @property
-    def peak_mb(self) -> float:
-        return self.peak / 2**20
 
 
 def prepare(preset: str, overrides: dict, directory: str):
