@@ -29,13 +29,24 @@ def main(argv: list[str] | None = None) -> int:
         print(f"latentlab sweep: {exc}", file=sys.stderr)
         return 2
     out = status.dir.map(lambda d: d.rsplit("/", 1)[0]).iloc[0]
-    table = sweeps.collect(out)
+    summary_error = None
+    try:
+        table = sweeps.collect(out)
+    except (sweeps.ResultsError, sweeps.GridError) as exc:  # results.csv is written before the summary
+        table, summary_error = sweeps.load_results(out), exc
     with pd.option_context("display.width", 200, "display.max_colwidth", 120):
         print(status[["point", "ok", "skipped", "seconds", "error"]].to_string(index=False))
-    print(f"\n{int(status.ok.sum())}/{len(status)} points complete; table: {out}/results.csv ({len(table)} rows)")
+        print(f"\n{int(status.ok.sum())}/{len(status)} points complete; table: {out}/results.csv ({len(table)} rows)")
+        if len(table) and summary_error is None:
+            summary = pd.read_csv(f"{out}/summary.csv")
+            print(f"\nsummary over seeds ({out}/summary.csv, chart summary.png/.html):")
+            print(sweeps.format_summary(summary).to_string(index=False))
     failed = status[~status.ok]
     for row in failed.itertuples():
         print(f"FAILED {row.point}: {row.error}", file=sys.stderr)
+    if summary_error is not None:
+        print(f"latentlab sweep: no summary written: {summary_error}", file=sys.stderr)
+        return 2
     return 1 if len(failed) else 0
 
 
