@@ -114,6 +114,23 @@ def test_free_bits_clamp_as_defined():
     assert float(free_bits_kl(kl.detach(), 0.0)) == pytest.approx(0.45)
 
 
+def test_free_bits_per_level_clamps_the_sum_not_each_dim():
+    kl = torch.tensor([[0.02, 0.5], [0.08, 0.3]], requires_grad=True)  # level KL = 0.05 + 0.4 = 0.45
+    above = free_bits_kl(kl, 0.3, group="level")
+    assert float(above.detach()) == pytest.approx(0.45)
+    above.backward()  # above λ: every dimension (also the tiny one) is pushed toward the prior
+    torch.testing.assert_close(kl.grad, torch.full((2, 2), 0.5))
+    kl.grad = None
+    below = free_bits_kl(kl, 1.0, group="level")
+    assert float(below.detach()) == pytest.approx(1.0)
+    below.backward()
+    torch.testing.assert_close(kl.grad, torch.zeros(2, 2))  # the whole level is free: no gradient
+    with pytest.raises(ValueError, match="free_bits group"):
+        free_bits_kl(kl, 0.1, group="unit")
+    with pytest.raises(ValueError, match="free_bits_group"):
+        LossConfig(free_bits_group="unit")
+
+
 def test_schedules_and_weights():
     ctx = lambda step, epoch=0: StepContext(epoch=epoch, step=step, epochs=5)  # noqa: E731
     lin = beta_schedule("linear", 0.1, warmup_steps=100)

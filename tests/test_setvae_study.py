@@ -30,6 +30,18 @@ def test_seed_before_and_after_values():
     assert (S.BEFORE.beta, S.BEFORE.w, S.BEFORE.free_bits, S.BEFORE.grad_clip, S.BEFORE.clip_mode) == (0.5, 0.5, 0.2, 1.0, "value")
     assert (S.AFTER.beta, S.AFTER.w, S.AFTER.free_bits, S.AFTER.grad_clip, S.AFTER.clip_mode) == (0.1, 1.0, 0.1, 0.5, "norm")
     assert S.AFTER.future_leak == 0 and S.BEFORE.future_leak == 0  # the leak is never part of a reference config
+    assert S.BEFORE.free_bits_group == S.AFTER.free_bits_group == "level"  # one reading for both references
+
+
+def test_free_bits_group_reaches_the_loss(small):
+    params, _, _, prep = small
+    for group in ("level", "dim"):
+        objective = S.build_model(dataclasses.replace(S.BEFORE, free_bits_group=group), params, len(prep.scaler))
+        assert objective.cfg.free_bits_group == group
+    names = S.ablation_configs([], list(S.EXTRAS))
+    assert names["before, free bits per dimension"].free_bits_group == "dim"
+    assert names["control: before without free bits"].free_bits == 0.0
+    assert "after + staged training" in names
 
 
 @pytest.mark.parametrize("fix", list(S.FIXES))

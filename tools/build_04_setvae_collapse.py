@@ -81,8 +81,14 @@ pd.DataFrame([{"split": k, "stays": len(v), "positives": int(prep.arrays.labels[
     md("""
 ## 2 · The seed's "before" configuration
 
-β = 0.5 constant, w = 0.5, free bits 0.2 nats per dimension, gradient *value* clipping at 1.0, RoPE,
-post-norm, mean pooling, one learning rate (Adam), no regularisers. `train.fit` checks the loss contract
+β = 0.5 constant, w = 0.5, free bits 0.2, gradient *value* clipping at 1.0, RoPE, post-norm, mean pooling,
+one learning rate (Adam), no regularisers.
+
+**Free bits "per latent group".** The seed gives λ but not the group it applies to. Here a group is one
+latent *level* (max(λ, KL of the level): λ nats per level are free, single dimensions can still be pushed
+onto the prior) — the natural group of a hierarchical VAE. The other reading, λ per *dimension*, leaves 16×
+more nats free and is run as an extra row in the ablation (it is the reading under which "before" did not
+collapse at all at `standard`; see the README). `train.fit` checks the loss contract
 first (every weight read by a term, every active term reaching the modules it must shape), then logs every
 term, its weight and the diagnostics per epoch.
 """),
@@ -128,11 +134,10 @@ chart_zh
 
 Each row is the "after" configuration with exactly one fix returned to its "before" value
 (`S.ablate(fix)`), on the first `ablation_seeds` seeds; extra rows add an option the seed proposes
-(cyclical KL annealing, staged training, the leaky causal mask) and one **control** — the "before"
-training with a decoder that reads only the history h_{t-1}, so reconstruction never rewards z_t directly.
-z still reaches H (and through it the classifier and later reconstructions), and free bits (0.2 nats/dim)
-leave KL below the threshold ungraded — so whether the diagnostics call it collapsed is a measured
-question, not a given (at `standard` they did not; see the README).
+(cyclical KL annealing, staged training, the leaky causal mask), the **other free-bits reading** (λ per
+dimension) for both "before" and "after", and two **controls** built on "before": a decoder that reads only
+the history h_{t-1} (reconstruction never rewards z_t directly; z still reaches H and the classifier), and
+"before" with no free bits at all (nothing protects the latents from β = 0.5).
 `collapsed_seeds` counts seeds the
 automatic diagnosis called collapsed. `auroc_24h` is the prediction made from the first 24 h only — the
 leaky mask lets steps after 24 h reach it.

@@ -2,8 +2,10 @@
 
 Terms (each read by exactly one configured weight):
 - ``recon``: masked MSE of the z-scored values of the observed elements (mean over elements);
-- ``kl``: Σ_levels level_weight_l · Σ_dims max(free_bits, mean_steps KL_{l,d}) — KL in nats per time
-  step, free bits per latent dimension on the batch mean (Kingma et al. 2016, per-dimension groups);
+- ``kl``: Σ_levels level_weight_l · free-bits KL of level l — KL in nats per time step, free bits on
+  the batch mean per latent *group* (Kingma et al. 2016): ``free_bits_group="dim"`` clamps every
+  dimension, Σ_d max(λ, KL_{l,d}); ``"level"`` clamps the level as one group, max(λ, Σ_d KL_{l,d}).
+  The seed does not say which; "dim" leaves D times more nats free, so it resists collapse harder;
 - ``cls``: BCE of the stay-level logit with label smoothing;
 - ``var_reg``: mean softplus(log σ_floor² − logvar_q) — a smooth hinge pushing posterior σ above a floor
   (variance collapse); smooth so it never has a dead zero-gradient region;
@@ -27,22 +29,37 @@ from latentlab.models.setvae import HierarchicalSetVAE, gaussian_kl
 from latentlab.train import StepContext
 
 TERMS = ("recon", "kl", "cls", "var_reg", "mean_reg")
+FREE_BITS_GROUPS = ("dim", "level")
 
 
 @dataclasses.dataclass(frozen=True)
 class LossConfig:
     free_bits: float = 0.0
+    free_bits_group: str = "dim"  # "dim" (λ per latent dimension) or "level" (λ per level)
     level_weights: tuple = (1.0, 1.0)
     sigma_floor: float = 0.1
     label_smoothing: float = 0.0
     pos_weight: float = 1.0
 
+    def __post_init__(self) -> None:
+        if self.free_bits_group not in FREE_BITS_GROUPS:
+            raise ValueError(f"free_bits_group must be one of {FREE_BITS_GROUPS}, got {self.free_bits_group!r}")
 
-def free_bits_kl(kl_dims: torch.Tensor, free_bits: float) -> torch.Tensor:
-    """Σ_d max(λ, mean_n KL_{n,d}): below λ nats a dimension costs a constant (no gradient)."""
+
+def free_bits_kl(kl_dims: torch.Tensor, free_bits: float, group: str = "dim") -> torch.Tensor:
+    """Free-bits KL of one level from per-point, per-dimension KL (N × D).
+
+    ``group="dim"``: Σ_d max(λ, mean_n KL_{n,d}) — below λ nats a dimension costs a constant (no
+    gradient). ``group="level"``: max(λ, Σ_d mean_n KL_{n,d}) — the level as one group, so only λ
+    nats in total are free and single dimensions can still be pushed onto the prior.
+    """
     mean_kl = kl_dims.mean(0)
     if free_bits <= 0:
         return mean_kl.sum()
+    if group == "level":
+        return torch.clamp(mean_kl.sum(), min=free_bits)
+    if group != "dim":
+        raise ValueError(f"free_bits group must be one of {FREE_BITS_GROUPS}, got {group!r}")
     return torch.clamp(mean_kl, min=free_bits).sum()
 
 
@@ -77,7 +94,8 @@ class SetVAEObjective(nn.Module):
         out = self.model(batch)
         elem = batch["elem_mask"]
         recon = ((out["recon"] - batch["val"]) ** 2 * elem).sum() / elem.sum().clamp_min(1)
-        kl = sum(w * free_bits_kl(gaussian_kl(lv.mu_q, lv.logvar_q, lv.mu_p, lv.logvar_p), self.cfg.free_bits)
+        kl = sum(w * free_bits_kl(gaussian_kl(lv.mu_q, lv.logvar_q, lv.mu_p, lv.logvar_p), self.cfg.free_bits,
+                                    self.cfg.free_bits_group)
                  for w, lv in zip(self.cfg.level_weights, out["levels"], strict=True))
         cls = smoothed_bce(out["logit"], batch["label"].float(), self.cfg.label_smoothing, self.cfg.pos_weight)
         floor = 2 * math.log(self.cfg.sigma_floor)

@@ -50,6 +50,9 @@ class RunConfig:
     beta: float = 0.1
     w: float = 1.0
     free_bits: float = 0.1
+    # the seed's "free bits per latent group": one group per level (λ nats free per level, dims can
+    # still die) — the natural group in a hierarchical VAE; "dim" (λ per dimension) is the other reading
+    free_bits_group: str = "level"
     grad_clip: float = 0.5
     clip_mode: str = "norm"
     kl_schedule: str = "linear"  # constant | linear | cyclical
@@ -98,6 +101,11 @@ EXTRAS: dict[str, RunConfig] = {  # options the seed proposes beyond its core ch
     # control: "before" training, but the decoder reads only h_{t-1}: reconstruction never rewards z_t
     # directly (z still feeds H, and free bits leave KL < 0.2 nats/dim ungraded)
     "control: decoder ignores z": dataclasses.replace(BEFORE, decoder_input="h"),
+    # the other reading of "free bits per latent group": λ per dimension, 16× more free nats
+    "before, free bits per dimension": dataclasses.replace(BEFORE, free_bits_group="dim"),
+    "after, free bits per dimension": dataclasses.replace(AFTER, free_bits_group="dim"),
+    # positive control: the seed's BEFORE with no free bits at all
+    "control: before without free bits": dataclasses.replace(BEFORE, free_bits=0.0),
 }
 
 
@@ -112,9 +120,9 @@ REFERENCE = {"before (seed)": BEFORE, "after (seed)": AFTER}
 
 
 def ablation_configs(ablation: list[str], extras: list[str]) -> dict[str, RunConfig]:
-    """One fix off at a time from AFTER, then AFTER plus each optional extra."""
+    """One fix off at a time from AFTER, then each extra (``+ x`` extras are AFTER plus x)."""
     configs = {f"after − {fix}": ablate(fix) for fix in ablation}
-    configs.update({(name if name.startswith("control") else f"after {name}"): EXTRAS[name] for name in extras})
+    configs.update({(f"after {name}" if name.startswith("+") else name): EXTRAS[name] for name in extras})
     return configs
 
 
@@ -147,9 +155,10 @@ class SetVAEParams(StudyParams):
     PRESETS = {
         "quick": dict(output_dir="runs/quick/setvae_collapse", n_stays=200, max_steps=12, d_model=16,
                       latent_dims=[4, 4], n_layers=1, epochs=4, seeds=[0], ablation=["beta 0.5→0.1"],
-                      extras=["+ leaky causal mask (2 future steps)", "control: decoder ignores z"],
+                      extras=["+ leaky causal mask (2 future steps)", "control: decoder ignores z",
+                              "control: before without free bits"],
                       ablation_seeds=1, grud_epochs=3, progress=False),
-        "standard": dict(n_stays=600, max_steps=24, epochs=10, seeds=[0, 1, 2], ablation_seeds=2),
+        "standard": dict(n_stays=600, max_steps=24, epochs=10, seeds=[0, 1, 2, 3, 4], ablation_seeds=3),
         "full": dict(output_dir="runs/full/setvae_collapse", n_stays=4000, max_steps=48, epochs=20,
                      seeds=[0, 1, 2, 3, 4], ablation_seeds=3, grud_epochs=40),
     }
@@ -251,7 +260,7 @@ def build_model(cfg: RunConfig, params: SetVAEParams, n_variables: int) -> SetVA
         norm_first=cfg.norm_first, pooling=cfg.pooling, future_leak=cfg.future_leak,
         decoder_input=cfg.decoder_input,
     )
-    lcfg = LossConfig(free_bits=cfg.free_bits, level_weights=level_weight_vector(len(params.latent_dims), cfg.level_ratio),
+    lcfg = LossConfig(free_bits=cfg.free_bits, free_bits_group=cfg.free_bits_group, level_weights=level_weight_vector(len(params.latent_dims), cfg.level_ratio),
                       label_smoothing=cfg.label_smoothing)
     return SetVAEObjective(HierarchicalSetVAE(mcfg), lcfg)
 
@@ -510,6 +519,8 @@ def summary_metrics(rows: pd.DataFrame, base: pd.DataFrame, data: clinical.Clini
     for run in ("before (seed)", "after (seed)"):
         if run in agg.index:
             out[run] = {k: (None if pd.isna(v) else v) for k, v in agg.loc[run].items()}
+    out["configurations"] = {run: {k: (None if pd.isna(v) else v) for k, v in agg.loc[run].items()}
+                             for run in agg.index if run not in REFERENCE}
     out["baselines"] = base.set_index("model")[["auroc", "auprc", "accuracy"]].to_dict("index") if len(base) else {}
     return out
 
