@@ -31,7 +31,7 @@ def measure(label: str, preset: str, overrides: dict, steps: int) -> dict:
     data_s = time.perf_counter() - started
     objective = S.build_model(S.AFTER, params, len(prep.scaler))
     batches = S.batches(prep.tensors, splits.train, params.batch_size, 0)
-    chosen = batches(0)[:steps]
+    chosen = [b for epoch in range(steps) for b in batches(epoch)][:steps]  # as many epochs as needed
     weights = S.loss_weights(S.AFTER, steps)
     train.check_contract(objective, chosen[0], weights)
     opt = S.make_optimizer(S.AFTER, params.lr)(objective)
@@ -65,7 +65,7 @@ def measure(label: str, preset: str, overrides: dict, steps: int) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="small sizes, to check the script runs")
-    parser.add_argument("--steps", type=int, default=20, help="optimiser steps timed per size")
+    parser.add_argument("--steps", type=int, default=60, help="optimiser steps timed per size")
     args = parser.parse_args()
     pd.set_option("display.width", 200)
     print(f"torch threads: {torch.get_num_threads()}")

@@ -161,6 +161,17 @@ def test_contract_passes_for_the_designed_model():
     assert set(report["grad_norms"]) == set(WEIGHTS)
 
 
+def test_contract_accepts_kl_inside_free_bits_but_not_a_cut_kl():
+    roomy = SetVAEObjective(model().train(), LossConfig(free_bits=50.0, free_bits_group="level"))
+    report = train.check_contract(roomy, toy_batch(), WEIGHTS)  # every level's KL is below λ: flat, allowed
+    assert report["grad_norms"]["kl"] == {"setvae": 0.0}
+    cut = SetVAEObjective(model().train(), LossConfig(free_bits=0.0))
+    original = cut.loss_terms
+    cut.loss_terms = lambda batch: {**original(batch), "kl": original(batch)["kl"].detach() + 0 * original(batch)["cls"]}
+    with pytest.raises(train.ContractError, match="'kl' has weight > 0 but sends no gradient to 'setvae'"):
+        train.check_contract(cut, toy_batch(), WEIGHTS)
+
+
 def test_contract_rejects_unused_weight_and_broken_decoder():
     with pytest.raises(train.ContractError, match="read by no loss term"):
         train.check_contract(objective(), toy_batch(), {**WEIGHTS, "align": 1.0})

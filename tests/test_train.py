@@ -51,6 +51,36 @@ def test_term_without_gradient_is_rejected():
         train.fit(Regression(dead_penalty=True), data(), weights={"mse": 1.0, "l2": 0.1}, epochs=1, progress=False)
 
 
+class Hinge(Regression):
+    """MSE plus a hinge max(0, |w| − radius) that is flat (zero gradient) while the weights are small."""
+
+    def __init__(self, *, declare: bool, miswired: bool = False) -> None:
+        super().__init__()
+        self.declare, self.miswired = declare, miswired
+
+    def loss_terms(self, batch):
+        terms = super().loss_terms(batch)
+        penalised = self.linear.bias if self.miswired else self.linear.weight  # the hinge must shape weight
+        terms["l2"] = torch.relu(penalised.norm() - 100.0)  # flat at initialisation
+        return terms
+
+    def term_targets(self, name: str) -> dict:
+        return {"weight": [self.linear.weight]} if name == "l2" else {}
+
+    def gated_terms(self) -> set[str]:
+        return {"l2"} if self.declare else set()
+
+
+def test_flat_hinge_needs_to_be_declared_gated():
+    weights = {"mse": 1.0, "l2": 0.1}
+    with pytest.raises(train.ContractError, match="'l2' has weight > 0 but sends no gradient"):
+        train.check_contract(Hinge(declare=False), data()[0], weights)
+    report = train.check_contract(Hinge(declare=True), data()[0], weights)
+    assert report["grad_norms"]["l2"] == {"weight": 0.0}
+    with pytest.raises(train.ContractError, match="'l2' is not connected to 'weight'"):  # never excuses miswiring
+        train.check_contract(Hinge(declare=True, miswired=True), data()[0], weights)
+
+
 def test_dead_term_with_zero_weight_is_only_logged():
     result = train.fit(Regression(dead_penalty=True), data(), weights={"mse": 1.0, "l2": 0.0}, epochs=2,
                        progress=False)

@@ -13,6 +13,9 @@ Optional model hooks, all duck-typed:
 
 - ``term_targets(name) -> dict[str, list[Parameter]]``: parameter groups a
   term must reach (default: every trainable parameter, as one group).
+- ``gated_terms() -> set[str]``: hinge/clamp terms (free bits, margins) whose gradient is
+  legitimately zero on a batch inside their flat region. For these the check asks that the
+  term's graph *reaches* every target group, not that the first batch's gradient is non-zero.
 - ``check_design(batch)``: extra structural checks; raise ``ContractError``.
 - ``after_step(ctx)``: explicit per-step state updates (never in ``forward``).
 """
@@ -188,13 +191,16 @@ def check_contract(model: nn.Module, batch: Any, weights: Mapping[str, Weight], 
 def _check_term_gradient(model: nn.Module, name: str, term: torch.Tensor) -> dict[str, float]:
     if not term.requires_grad:
         raise ContractError(f"loss term {name!r} has weight > 0 but is not connected to any parameter")
+    gated = name in (model.gated_terms() if hasattr(model, "gated_terms") else set())
     norms: dict[str, float] = {}
     for group, params in _term_targets(model, name).items():
         if not params:
             raise ContractError(f"loss term {name!r}: target group {group!r} has no trainable parameter")
         grads = torch.autograd.grad(term, params, retain_graph=True, allow_unused=True)
         norm = math.sqrt(sum(float(g.pow(2).sum()) for g in grads if g is not None))
-        if not norm > 0:
+        if gated and all(g is None for g in grads):
+            raise ContractError(f"gated loss term {name!r} is not connected to {group!r} at all")
+        if not gated and not norm > 0:
             raise ContractError(
                 f"loss term {name!r} has weight > 0 but sends no gradient to {group!r}"
             )

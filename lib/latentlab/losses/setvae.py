@@ -103,6 +103,10 @@ class SetVAEObjective(nn.Module):
         mean_reg = torch.stack([(lv.mu_q**2).mean() for lv in out["levels"]]).mean()
         return {"recon": recon, "kl": kl, "cls": cls, "var_reg": var_reg, "mean_reg": mean_reg}
 
+    def gated_terms(self) -> set[str]:
+        """With free bits, a KL below λ is flat by design (zero gradient), not a dead term."""
+        return {"kl"} if self.cfg.free_bits > 0 else set()
+
     def term_targets(self, name: str) -> dict[str, list[nn.Parameter]]:
         """Which modules each term must reach (checked by train.fit before the first step)."""
         groups = self.model.module_groups()
