@@ -107,3 +107,21 @@ def test_baselines_and_outputs(small):
     saved = json.loads((params.output_path / "metrics.json").read_text())
     assert saved["after (seed)"]["collapsed_seeds"] in ("0/1", "1/1")
     assert set(run.history.columns) >= {"train_kl", "weight_kl", "active_ratio", "zh_cka", "kl_level1"}
+
+
+def test_a_sweep_point_without_references_or_baselines(small):
+    """What params/setvae_ablation.yaml runs per point: one ablation row, no reference runs, no baselines."""
+    params, data, splits, prep = small
+    point = dataclasses.replace(params, references=[], baselines=[], extras=[], ablation=["pre-norm"])
+    assert S.reference_configs(point, "before (seed)") == {}
+    assert S.reference_configs(params, "after (seed)") == {"after (seed)": S.AFTER}
+    runs = S.run_many(S.ablation_configs(point.ablation, point.extras), prep, point, [0])
+    rows = pd.DataFrame([S.result_row(r) for r in runs])
+    base = S.baselines(data, prep, point)
+    scores = S.scores_table(S.aggregate(rows), base)
+    assert list(scores["model"]) == ["after − pre-norm"]
+    metrics = S.summary_metrics(rows, base, data, prep)
+    assert "before (seed)" not in metrics and metrics["baselines"] == {}
+    assert metrics["configurations"]["after − pre-norm"]["collapsed_seeds"] in ("0/1", "1/1")
+    with pytest.raises(ParameterError, match="references"):
+        S.SetVAEParams.from_preset("quick", references=["middle"])

@@ -119,6 +119,11 @@ def ablate(fix: str) -> RunConfig:
 REFERENCE = {"before (seed)": BEFORE, "after (seed)": AFTER}
 
 
+def reference_configs(params: SetVAEParams, name: str) -> dict[str, RunConfig]:
+    """``{name: config}`` if the run's ``references`` include it, else ``{}`` (sweep points skip them)."""
+    return {name: REFERENCE[name]} if name in params.references else {}
+
+
 def ablation_configs(ablation: list[str], extras: list[str]) -> dict[str, RunConfig]:
     """One fix off at a time from AFTER, then each extra (``+ x`` extras are AFTER plus x)."""
     configs = {f"after − {fix}": ablate(fix) for fix in ablation}
@@ -144,6 +149,7 @@ class SetVAEParams(StudyParams):
     batch_size: int = 32
     lr: float = 3e-3
     seeds: list = dataclasses.field(default_factory=lambda: [0, 1, 2])
+    references: list = dataclasses.field(default_factory=lambda: list(REFERENCE))  # [] in sweeps of the ablation
     ablation: list = dataclasses.field(default_factory=lambda: list(FIXES))
     extras: list = dataclasses.field(default_factory=lambda: list(EXTRAS))
     ablation_seeds: int = 2
@@ -174,6 +180,7 @@ class SetVAEParams(StudyParams):
                      "latent_dims", "must be a non-empty list of positive ints (one per level)")
         self.require(len(self.seeds) >= 1, "seeds", "need at least one seed")
         self.require(1 <= self.ablation_seeds <= len(self.seeds), "ablation_seeds", "must be in 1..len(seeds)")
+        self.require(set(self.references) <= set(REFERENCE), "references", f"choose from {list(REFERENCE)}")
         self.require(set(self.ablation) <= set(FIXES), "ablation", f"choose from {list(FIXES)}")
         self.require(set(self.extras) <= set(EXTRAS), "extras", f"choose from {list(EXTRAS)}")
         self.require(set(self.baselines) <= {"logistic", "gbm", "grud"}, "baselines", "choose from logistic, gbm, grud")
@@ -507,6 +514,8 @@ def grud_baseline(data: clinical.ClinicalData, prep: Prepared, params: SetVAEPar
 def scores_table(agg: pd.DataFrame, base: pd.DataFrame) -> pd.DataFrame:
     """SetVAE runs (mean ± sd over seeds) next to the baselines (one fit each, sd empty)."""
     runs = agg[["run", "auroc_mean", "auroc_std", "auprc_mean", "auprc_std", "accuracy_mean"]].rename(columns={"run": "model"})
+    if base.empty:  # baselines=[] (e.g. a sweep point of the ablation)
+        return runs.reset_index(drop=True)
     b = base.rename(columns={"auroc": "auroc_mean", "auprc": "auprc_mean", "accuracy": "accuracy_mean"})
     b = b.assign(auroc_std=np.nan, auprc_std=np.nan)[list(runs.columns)]
     return pd.concat([runs, b], ignore_index=True)
