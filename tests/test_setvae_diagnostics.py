@@ -47,7 +47,8 @@ def test_level_stats_and_diagnose_rules():
     collapsed = dg.diagnose([dead])
     assert collapsed.status == "collapsed" and "lower β" in collapsed.next_step
     both = dg.diagnose([used, dead])  # 4/8 active = 0.5 is not below the 0.5 ratio; level 2 named
-    assert "level 2: AU 0/4" in str(both)
+    assert "level 2: AU 0/4" in str(both) and "level(s) [2] within 0.1 nats/step of their prior" in str(both)
+    assert "of their prior" not in str(healthy)
     overfit = dg.diagnose([used], train_auroc=0.99, val_auroc=0.7)
     assert overfit.status == "healthy" and "dropout" in overfit.next_step
 

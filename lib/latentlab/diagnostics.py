@@ -102,11 +102,14 @@ SEED_ADVICE = {
 
 
 def diagnose(levels: list[LevelStats], *, min_active_ratio: float = 0.5, min_kl: float = 0.5,
-             train_auroc: float | None = None, val_auroc: float | None = None) -> Diagnosis:
+             min_level_kl: float = 0.1, train_auroc: float | None = None, val_auroc: float | None = None) -> Diagnosis:
     """Read the diagnostics and say "collapsed" or "healthy", with the evidence and the seed's next step.
 
     Collapsed if the overall active-unit ratio is below ``min_active_ratio`` or the total KL per step
     is below ``min_kl`` nats (the latents carry almost nothing); the evidence lists every level.
+    A level whose KL is below ``min_level_kl`` is named as near its prior even when its posterior
+    means vary: with a prior p(z^l | z^{l-1}) they vary because the prior does, which active units
+    count but which is no information of the level's own.
     """
     total_dims = sum(s.dims for s in levels)
     ratio = sum(s.active for s in levels) / total_dims
@@ -115,6 +118,9 @@ def diagnose(levels: list[LevelStats], *, min_active_ratio: float = 0.5, min_kl:
                 f"KL {kl:.3f} nats/step (healthy > {min_kl})"]
     evidence += [f"level {s.level}: AU {s.active}/{s.dims}, KL {s.kl:.3f}, MI {s.mi:.3f}, mean σ {s.mean_sigma:.3f}"
                  for s in levels]
+    near_prior = [s.level for s in levels if s.kl < min_level_kl]
+    if near_prior:
+        evidence.append(f"level(s) {near_prior} within {min_level_kl} nats/step of their prior")
     collapsed = ratio < min_active_ratio or kl < min_kl
     if collapsed:
         dead = [s.level for s in levels if s.active_ratio < min_active_ratio]
