@@ -46,6 +46,11 @@ def test_four_points_on_two_workers_complete_and_collect(tmp_path):
     assert set(table.columns) >= {"point", "param.x", "param.seed", "square", "nested.double"}
     assert (out / "results.csv").exists() and (out / "results.parquet").exists()
     assert all((out / p / "notebook.ipynb").exists() for p in table.point)
+    summary = sweep.summarise(sweep.load_results(out))  # the probe's metrics: square and nested.double
+    assert summary.set_index(["x", "metric"])["mean"].to_dict() == {
+        (2, "square"): 4, (2, "nested.double"): 4, (3, "square"): 9, (3, "nested.double"): 6}
+    assert (summary["n"] == 2).all() and (summary["sd"] == 0).all()
+    assert (out / "summary.csv").exists() and (out / "summary.png").exists() and (out / "grid.yaml").exists()
 
 
 def test_a_failing_point_is_reported_and_the_rest_kept_then_skipped_on_rerun(tmp_path, capsys):
@@ -53,7 +58,9 @@ def test_a_failing_point_is_reported_and_the_rest_kept_then_skipped_on_rerun(tmp
     grid = write_grid(tmp_path, [-1, 2])
     code = cli.main(["sweep", str(NOTEBOOK), "--grid", str(grid), "--out", str(out), "--workers", "2"])
     assert code == 1
-    err = capsys.readouterr().err
+    captured = capsys.readouterr()
+    assert "summary over seeds" in captured.out and "4.000 ± 0.000" in captured.out  # the two x=2 points
+    err = captured.err
     assert "FAILED seed=0__x=-1: ValueError: x must be >= 0, got -1" in err
     assert len(sweep.collect(out)) == 2  # both x=2 points finished and were collected
     rerun = sweep.run_sweep(NOTEBOOK, grid, out_dir=out, workers=1)

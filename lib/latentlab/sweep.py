@@ -344,11 +344,12 @@ def default_metrics(table: pd.DataFrame) -> list[str]:
         if _match(columns, patterns[0]):
             return list(dict.fromkeys(c for p in patterns for c in _match(columns, p)))
     numeric = [c for c in columns if not any(fnmatch.fnmatchcase(c, p) for p in NOT_METRICS)
-               and pd.api.types.is_numeric_dtype(table[c]) and table[c].nunique() > 1]
+               and pd.api.types.is_numeric_dtype(table[c])]
     if not numeric:
-        raise ResultsError("no numeric metric column varies across the sweep; name the metrics to summarise "
+        raise ResultsError("no numeric metric column in the sweep's table; name the metrics to summarise "
                            "(metrics: [...] in the grid YAML, or summarise(table, metrics=[...]))")
-    return numeric[:MAX_FALLBACK_METRICS]
+    varying = [c for c in numeric if table[c].nunique() > 1]  # the ones the grid moved come first
+    return (varying + [c for c in numeric if c not in varying])[:MAX_FALLBACK_METRICS]
 
 
 def resolve_metrics(table: pd.DataFrame, metrics: Iterable[str] | None = None) -> list[str]:
