@@ -41,6 +41,7 @@ chip_effect = None
 epochs = None
 penalty_weights = None
 progress = None
+sweep_results = ""  # a sweep directory or its results.csv (see "Reading a sweep" at the end)
 """),
     code("""
 import time
@@ -204,7 +205,9 @@ sorted(p.name for p in out.iterdir() if p.is_file())
 
 * With a chip effect present, both PCA and the autoencoder encode the chip so that a linear probe reads it
   back on a sample it never saw — the seed's H2 finding, reproduced with confidence intervals and a null.
-  Rerun with `-p chip_effect 0` and the same probe reports chance: the probe is not inventing leakage.
+  Rerun with `-p chip_effect 0 -p library_shift 0` (no chip signal at all) and the same probe reports chance:
+  the probe is not inventing leakage (`tests/test_probes.py` checks this). `chip_effect 0` alone keeps the
+  chip's library-size shift, which a probe still reads.
 * The trade-off chart is the decision tool: a mitigation is only useful if it moves points left
   (less leakage) without moving them down (less biology).
 * In these runs the distribution-matching penalties (MMD, HSIC) move points left most reliably, over a
@@ -214,6 +217,32 @@ sorted(p.name for p in out.iterdir() if p.is_file())
   probe, never by the adversary itself. ComBat and Harmony remove the chip well here, but they were given
   every cell's chip label, including the held-out sample's.
 """),
+    md("""
+## Reading a sweep
+
+One run shows one chip effect. `params/h2_weights.yaml` crosses the chip-effect strength with seeds:
+`latentlab sweep notebooks/01_h2_leakage.ipynb --grid params/h2_weights.yaml` (or `make sweep`) runs this notebook
+once per point on Dask and writes `runs/sweeps/h2_weights/results.csv`, with each method's held-out leakage
+(`leakage_auc.<method>`) and biology kept (`biology_accuracy.<method>`). Rerun this notebook with
+`-p sweep_results runs/sweeps/h2_weights` and this section reads it: leakage and biology against the chip effect,
+per method, mean ± sd over the sweep's seeds. With `sweep_results` empty (the default) it only says how.
+"""),
+    code("""
+from latentlab import sweep
+from latentlab.plots import sweep as sweep_plots
+
+if params.sweep_results:
+    swept = sweep.load_results(params.sweep_results, study=h2.H2Params)
+    swept_summary = h2.sweep_leakage(swept)
+    print(f"{len(swept)} grid points read from {params.sweep_results}; held-out linear-probe AUC, mean ± sd:")
+    display(h2.sweep_table(swept_summary))
+    display(sweep_plots.summary_chart(swept_summary, color="method",
+                                      title="Sweep: leakage and biology per method, mean ± sd over seeds"))
+else:
+    print("No sweep read (sweep_results is empty). Make one with\\n"
+          "  latentlab sweep notebooks/01_h2_leakage.ipynb --grid params/h2_weights.yaml\\n"
+          "then rerun this notebook with -p sweep_results runs/sweeps/h2_weights")
+""", "nbval-check-output"),
 ]
 
 write_notebook("notebooks/01_h2_leakage.ipynb", cells)

@@ -55,6 +55,7 @@ test_cell_lines = None  # [] = every cell line
 models = None
 ablations = None
 progress = None
+sweep_results = ""  # a sweep directory or its results.csv (see "Reading a sweep" at the end)
 """),
     code("""
 import time
@@ -249,6 +250,32 @@ metrics = {**S.headline(summary, results), "seconds": time.perf_counter() - star
 out = S.write_outputs(params, metrics, tables, charts, history)
 print(f"wrote {out} in {metrics['seconds']:.0f} s")
 """, "nbval-ignore-output"),
+    md("""
+## 10 · Reading a sweep
+
+A sweep runs this notebook once per point of a grid YAML on Dask, e.g. a gate type or loss weight crossed with
+`seeds: [[0], [1], [2]]`: `latentlab sweep notebooks/02_sfmn.ipynb --grid my_grid.yaml` writes
+`runs/sweeps/my_grid/results.csv`, with each model's held-out AUPR (`models.<model>.test_aupr`) and train–test gap.
+Rerun this notebook with `-p sweep_results runs/sweeps/my_grid` and this section reads it: every model's AUPR and
+gap per value of the grid's axes, mean ± sd over the sweep's seeds. With `sweep_results` empty (the default) it
+only says how.
+"""),
+    code("""
+from latentlab import sweep
+from latentlab.plots import sweep as sweep_plots
+
+if params.sweep_results:
+    swept = sweep.load_results(params.sweep_results, study=S.SFMNParams)
+    swept_summary = S.sweep_models(swept)
+    print(f"{len(swept)} grid points read from {params.sweep_results}")
+    display(sweep.format_summary(swept_summary))
+    display(sweep_plots.summary_chart(swept_summary, color="model",
+                                      title="Sweep: held-out AUPR and gap per model, mean ± sd over seeds"))
+else:
+    print("No sweep read (sweep_results is empty). Make one with\\n"
+          "  latentlab sweep notebooks/02_sfmn.ipynb --grid <grid>.yaml\\n"
+          "then rerun this notebook with -p sweep_results runs/sweeps/<grid>")
+""", "nbval-check-output"),
 ]
 
 write_notebook("notebooks/02_sfmn.ipynb", cells)

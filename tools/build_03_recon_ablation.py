@@ -56,6 +56,7 @@ gamma_arms = None
 n_seeds = None
 beagle = None
 progress = None
+sweep_results = ""  # a sweep directory or its results.csv (see "Reading a sweep" at the end)
 """),
     code("""
 import time
@@ -203,6 +204,8 @@ switches = pd.DataFrame([{**s, "gamma": r.gamma, "seed": r.seed} for r in runs f
 metrics = {"verdicts": verdicts, "beagle_gap": gap, "conclusions": recon.conclusions(table, verdicts, gap), "beagle": {k: v for k, v in beagle.items() if k != "metrics"},
            "runs": [f"{r.arm}/{r.gamma:g}/{r.seed}" for r in runs], "summary": summary.to_dict("records"),
            "seconds": time.perf_counter() - started}
+if (point := recon.point_metrics(summary)) is not None:  # one arm at one γ (a sweep point): run.* columns
+    metrics["run"] = point
 out = recon.write_outputs(params, metrics=metrics, tables={"ablation": table, "summary": summary,
                                                            "switches": switches}, charts=charts, history=history)
 print(f"wrote {out} in {metrics['seconds']:.0f} s total")
@@ -217,6 +220,32 @@ command that produced them. What the measurements can decide: whether recon's gr
 task's (cosine sign), whether arm A's switch ever fires at this threshold, how much of the data γ = 5 leaves
 to learn from, and whether any arm beats another by more than the seed-to-seed spread.
 """),
+    md("""
+## Reading a sweep
+
+A sweep runs this notebook once per grid point — one arm at one γ and one seed each — on Dask:
+`latentlab sweep notebooks/03_recon_ablation.ipynb --grid params/recon_ablation.yaml` (or `make sweep`) writes
+`runs/sweeps/recon_ablation/results.csv` (one row per point; each point's `metrics.json` carries `run.arm`,
+`run.gamma`, `run.f1_rare`, ...). Rerun this notebook with `-p sweep_results runs/sweeps/recon_ablation` and
+this section reads that table through the validated loader and shows arms × γ with rare- and common-variant
+ALT-F1, mean ± sd over the sweep's seeds. With `sweep_results` empty (the default) it only says how to make one.
+"""),
+    code("""
+from latentlab import sweep
+from latentlab.plots import sweep as sweep_plots
+
+if params.sweep_results:
+    swept = sweep.load_results(params.sweep_results, study=recon.ReconParams)
+    swept_summary = recon.sweep_summary(swept)
+    print(f"{len(swept)} grid points read from {params.sweep_results}")
+    display(recon.sweep_table(swept_summary))
+    display(sweep_plots.summary_chart(swept_summary, x="arm", color="gamma",
+                                      title="Sweep: ALT-F1 per arm and γ, mean ± sd over seeds"))
+else:
+    print("No sweep read (sweep_results is empty). Make one with\\n"
+          "  latentlab sweep notebooks/03_recon_ablation.ipynb --grid params/recon_ablation.yaml\\n"
+          "then rerun this notebook with -p sweep_results runs/sweeps/recon_ablation")
+""", "nbval-check-output"),
 ]
 
 if __name__ == "__main__":

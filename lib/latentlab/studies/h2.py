@@ -21,7 +21,7 @@ import scanpy as sc
 import scipy.sparse as sp
 import torch
 
-from latentlab import io, train
+from latentlab import io, sweep, train
 from latentlab.data import scrna
 from latentlab.metrics import batch_metrics, clustering_ari, neighbourhood_agreement
 from latentlab.models.autoencoder import MITIGATIONS, PENALTY_TERMS, AutoEncoder
@@ -63,6 +63,7 @@ class H2Params(StudyParams):
     baselines: list = dataclasses.field(default_factory=lambda: ["combat", "harmony"])
     scib: bool = True
     progress: bool = True
+    sweep_results: str = ""  # a sweep directory or its results.csv: the notebook's last section reads it
 
     PRESETS = {
         "quick": dict(output_dir="runs/quick/h2_leakage", n_cells=1200, n_genes=1000, epochs=30, n_boot=100, n_perm=20,
@@ -359,11 +360,52 @@ def summary_metrics(leakage: pd.DataFrame, tradeoff: pd.DataFrame, verdict: pd.D
         for r in linear.itertuples()
     }
     best = verdict[verdict.meets_goal].sort_values("excess_drop_vs_ae", ascending=False).head(1)
+    by_label = tradeoff.set_index("label")
     return {
         "linear_probe": headline,
         "tradeoff": tradeoff.to_dict(orient="records"),
+        # one scalar per method (held-out split), so a sweep's table has leakage_auc.<method> columns
+        "leakage_auc": by_label["leakage_auc"].to_dict(),
+        "biology_accuracy": by_label["biology_accuracy"].to_dict(),
         "mitigation_goal_met": bool(verdict.meets_goal.any()),
         "best_mitigation": best.to_dict(orient="records")[0] if len(best) else None,
         "scib": scib_table.to_dict(orient="records"),
         "seconds": seconds,
     }
+
+
+# --------------------------------------------------------------------------- reading a sweep
+
+SWEEP_METRICS = {"leakage_auc": "leakage_auc.*", "biology_accuracy": "biology_accuracy.*"}
+
+
+def sweep_leakage(results: pd.DataFrame, methods: list[str] | None = None) -> pd.DataFrame:
+    """A Study 1 sweep's table → held-out leakage AUC and biology kept per method, mean ± sd over seeds,
+    per value of the varying grid axes (``chip_effect`` in ``params/h2_weights.yaml``).
+
+    Reads the ``leakage_auc.<method>`` / ``biology_accuracy.<method>`` columns each point writes;
+    ``methods`` keeps a subset (labels as in the trade-off table, e.g. ``["PCA", "AE", "mmd w=0.3"]``).
+    """
+    missing = [p for p in SWEEP_METRICS.values() if not any(str(c).startswith(p[:-1]) for c in results.columns)]
+    if missing:
+        raise sweep.ResultsError(f"the sweep's table has no {missing} columns: it was not written by this version "
+                                 f"of notebooks/01_h2_leakage.ipynb (metrics.json gains leakage_auc per method)")
+    long = sweep.unstack_metrics(results, SWEEP_METRICS, key="method")
+    if methods is not None:
+        unknown = sorted(set(methods) - set(long["method"]))
+        if unknown:
+            raise sweep.ResultsError(f"method(s) {unknown} not in the sweep; it has {sorted(long['method'].unique())}")
+        long = long[long["method"].isin(methods)]
+    return sweep.summarise(long, list(SWEEP_METRICS), by=[*sweep.grid_axes(results), "method"])
+
+
+def sweep_table(summary: pd.DataFrame, metric: str = "leakage_auc") -> pd.DataFrame:
+    """One metric of ``sweep_leakage`` as method × grid-axis values, ``mean ± sd`` strings."""
+    part = summary[summary["metric"] == metric]
+    if part.empty:
+        raise sweep.ResultsError(f"no {metric!r} rows in the sweep summary; it has {sorted(summary['metric'].unique())}")
+    wide = sweep.format_summary(part)
+    axes = [a for a in sweep.summary_axes(part) if a != "method"]
+    if not axes:
+        return wide.set_index("method")[[metric, "n"]]
+    return wide.pivot_table(index="method", columns=axes, values=metric, aggfunc="first")

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from latentlab import io, train
+from latentlab import io, sweep, train
 from latentlab.data import haplotypes as hp
 from latentlab.losses import recon as rl
 from latentlab.models.imputer import BertRagImputer, ImputerConfig
@@ -65,6 +65,7 @@ class ReconParams(StudyParams):
     cache: bool = True  # reuse finished (arm, γ, seed) runs of identical parameters: the ablation resumes
     beagle: bool = True
     progress: bool = True
+    sweep_results: str = ""  # a sweep directory or its results.csv: the notebook's last section reads it
 
     PRESETS = {
         "quick": dict(output_dir="runs/quick/recon_ablation", n_panel=60, n_target=10, length_bp=150_000,
@@ -399,7 +400,8 @@ def run_ablation(prep: Prepared, params: ReconParams) -> list[ArmRun]:
 
 def run_key(params: ReconParams) -> str:
     """Hash of every parameter that changes a run's result (not the arm list, output dir or progress)."""
-    skip = {"output_dir", "progress", "arms", "gammas", "gamma_arms", "n_seeds", "beagle", "cache", "preset"}
+    skip = {"output_dir", "progress", "arms", "gammas", "gamma_arms", "n_seeds", "beagle", "cache", "preset",
+            "sweep_results"}
     payload = json.dumps({k: v for k, v in params.to_dict().items() if k not in skip}, sort_keys=True)
     return hashlib.sha1(payload.encode()).hexdigest()[:12]
 
@@ -596,6 +598,50 @@ def conclusions(table: pd.DataFrame, verdicts: dict[str, dict], gap: dict[str, A
 
 def ratio_rule_text(ratio: float) -> str:
     return rl.ratio_verdict(ratio)
+
+
+def point_metrics(summary: pd.DataFrame) -> dict[str, Any] | None:
+    """The ``run`` block of metrics.json when the notebook trained one arm at one γ (a sweep point's shape).
+
+    ``collect`` keeps only scalars, so the per-arm summary rows never reach a sweep's table; this
+    block gives it ``run.arm``, ``run.gamma``, ``run.f1_rare``, ... (means over the point's seeds).
+    None when several (arm, γ) pairs ran: then no single row describes the point.
+    """
+    arms = summary[~summary["arm"].isin(REFERENCES)]
+    if len(arms) != 1:
+        return None
+    row = arms.iloc[0]
+    out: dict[str, Any] = {"arm": row["arm"], "gamma": float(row["gamma"]), "n_seeds": int(row["n_seeds"])}
+    out.update({c.removesuffix("_mean"): float(row[c]) for c in summary.columns
+                if c.endswith("_mean") and c.startswith(("f1_", "r2_", "conc"))})
+    return out
+
+
+SWEEP_METRICS = {"f1_rare": "rare F1", "f1_common": "common F1", "f1_overall": "overall F1"}
+
+
+def sweep_summary(results: pd.DataFrame) -> pd.DataFrame:
+    """A Study 3 sweep's table → arms × γ (× any other varying axis): ALT-F1 mean, sd, n over seeds.
+
+    Needs the ``run.`` columns (one arm at one γ per point, as ``params/recon_ablation.yaml`` runs);
+    the result is ``sweep.summarise``'s long frame, so ``plots.sweep.summary_chart`` draws it.
+    """
+    needed = ["run.arm", "run.gamma", *(f"run.{m}" for m in SWEEP_METRICS)]
+    missing = [c for c in needed if c not in results.columns]
+    if missing:
+        raise sweep.ResultsError(
+            f"the sweep's table has no {missing} column(s): Study 3 writes them when a point trains one arm at "
+            f"one γ (grid axes arms: [[A], [B], ...] and gammas: [[5.0], [2.5]], as params/recon_ablation.yaml)")
+    frame = results.rename(columns={"run.arm": "arm", "run.gamma": "gamma",
+                                    **{f"run.{m}": m for m in SWEEP_METRICS}})
+    others = [c for c in sweep.grid_axes(results) if c not in ("param.arms", "param.gammas")]
+    return sweep.summarise(frame, list(SWEEP_METRICS), by=["arm", "gamma", *others])
+
+
+def sweep_table(summary: pd.DataFrame) -> pd.DataFrame:
+    """``sweep_summary`` as the notebook shows it: one row per arm × γ, ``mean ± sd`` per F1."""
+    wide = sweep.format_summary(summary).rename(columns={**SWEEP_METRICS, "gamma": "γ", "n": "seeds"})
+    return wide
 
 
 def write_outputs(params: ReconParams, **kwargs: Any) -> Path:

@@ -26,7 +26,7 @@ import pandas as pd
 import torch
 from sklearn.metrics import average_precision_score, f1_score, precision_recall_curve, roc_auc_score
 
-from latentlab import io, train
+from latentlab import io, sweep, train
 from latentlab.data import epi
 from latentlab.losses.sfmn import DEFAULT_WEIGHTS, ENTROPY_SIGNS
 from latentlab.models import energy
@@ -81,6 +81,7 @@ class SFMNParams(StudyParams):
     test_cell_lines: list = dataclasses.field(default_factory=list)  # [] = every cell line (full LOCO)
     ablations: bool = True
     progress: bool = True
+    sweep_results: str = ""  # a sweep directory or its results.csv: the notebook's last section reads it
 
     PRESETS = {
         "quick": dict(output_dir="runs/quick/sfmn", n_cell_lines=8, n_enhancers=1200, n_promoters=400,
@@ -737,3 +738,22 @@ def run_all(params: SFMNParams, *, charts: bool = True) -> dict[str, Any]:
     write_outputs(params, metrics, tables, figs, history)
     return {"data": data, "results": results, "summary": summary, "history": history, "success": success,
             "ablations": abl, "contract": demo, "gates": frame}
+
+
+# --------------------------------------------------------------------------- reading a sweep
+
+SWEEP_METRICS = {"test_aupr": "models.*.test_aupr", "gap": "models.*.gap"}
+
+
+def sweep_models(results: pd.DataFrame) -> pd.DataFrame:
+    """A Study 2 sweep's table → each model's held-out AUPR and train–test gap, mean ± sd over the
+    sweep's seeds (a ``seeds: [[0], [1], ...]`` axis), per value of every other varying grid axis.
+
+    Each point's ``models.<model>.test_aupr`` is already its mean over held-out cell lines (and over
+    the point's own seeds), so n counts grid seeds.
+    """
+    if not any(str(c).startswith("models.") for c in results.columns):
+        raise sweep.ResultsError("the sweep's table has no models.<model>.test_aupr columns: "
+                                 "was it made by notebooks/02_sfmn.ipynb?")
+    long = sweep.unstack_metrics(results, SWEEP_METRICS, key="model")
+    return sweep.summarise(long, list(SWEEP_METRICS), by=[*sweep.grid_axes(results), "model"])
