@@ -17,7 +17,7 @@ import pytest
 
 from latentlab import sweep
 from latentlab.plots import sweep as sweep_plots
-from latentlab.studies import h2, recon, sfmn
+from latentlab.studies import h2, recon, setvae, sfmn
 
 ROOT = Path(__file__).parents[1]
 FIXTURES = Path(__file__).parent / "fixtures" / "sweeps"
@@ -251,6 +251,22 @@ def test_point_metrics_only_for_one_arm_at_one_gamma():
     assert recon.point_metrics(pd.concat([summary, summary.assign(arm="C")])) is None
 
 
+def test_study4_sweep_reads_one_row_per_ablated_configuration():
+    results = sweep.load_results(FIXTURES / "setvae_ablation", study=setvae.SetVAEParams)
+    summary = setvae.sweep_ablation(results)
+    assert set(summary.configuration) == {"after − beta 0.5→0.1", "after − pre-norm"} and (summary["n"] == 2).all()
+    assert set(summary.metric) == {"active_ratio", "kl_total", "auroc", "auprc", "collapsed_share"}
+    raw = results[results["run.name"] == "after − pre-norm"]["run.auroc"]
+    row = summary[(summary.configuration == "after − pre-norm") & (summary.metric == "auroc")].iloc[0]
+    assert row["mean"] == pytest.approx(raw.mean()) and row["sd"] == pytest.approx(raw.std(ddof=1))
+    table = setvae.sweep_table(summary)
+    assert list(table.columns) == ["configuration", "active units", "KL nats/step", "auroc", "auprc",
+                                   "share collapsed", "seeds"]
+    assert sweep.default_metrics(results) == ["run.active_ratio", "run.kl_total", "run.auroc", "run.collapsed_share"]
+    with pytest.raises(sweep.ResultsError, match=r"no \['run.auroc'\] column\(s\): .*exactly one configuration"):
+        setvae.sweep_ablation(results.drop(columns=["run.auroc"]))
+
+
 def test_study1_sweep_reads_leakage_per_method_against_chip_effect():
     results = sweep.load_results(FIXTURES / "h2_weights", study=h2.H2Params)
     summary = h2.sweep_leakage(results, methods=["PCA", "AE"])
@@ -285,13 +301,14 @@ SECTIONS = {
     "01_h2_leakage.ipynb": ("h2", h2.H2Params, "h2_weights", "held-out linear-probe AUC"),
     "02_sfmn.ipynb": ("S", sfmn.SFMNParams, "sfmn", "grid points read"),
     "03_recon_ablation.ipynb": ("recon", recon.ReconParams, "recon_ablation", "grid points read"),
+    "04_setvae_collapse.ipynb": ("S", setvae.SetVAEParams, "setvae_ablation", "grid points read"),
 }
 
 
 @pytest.mark.parametrize("notebook", sorted(SECTIONS))
 def test_notebook_section_reads_a_sweep_and_skips_without_one(notebook, capsys):
     alias, params_cls, fixture, said = SECTIONS[notebook]
-    module = {"h2": h2, "S": sfmn, "recon": recon}[alias]
+    module = {"h2": h2, "S": setvae if notebook.startswith("04") else sfmn, "recon": recon}[alias]
     shown: list = []
     for value, expect in ((str(FIXTURES / fixture), said), ("", "No sweep read (sweep_results is empty)")):
         namespace = {alias: module, "display": shown.append,

@@ -43,6 +43,7 @@ seeds = None
 ablation = None  # list of fix names (see latentlab.studies.setvae.FIXES)
 extras = None
 references = None  # which of "before (seed)", "after (seed)" to train ([] in sweeps of the ablation)
+sweep_results = ""  # a sweep directory or its results.csv (see "Reading a sweep" at the end)
 ablation_seeds = None
 baselines = None
 progress = None
@@ -202,6 +203,34 @@ out = S.write_outputs(
 print(sorted(p.name for p in out.iterdir() if not p.name.startswith(".")))
 print(f"total {metrics['seconds']:.1f} s")
 """, "nbval-ignore-output"),
+    md("""
+## Reading a sweep
+
+The ablation above uses `ablation_seeds` seeds per row. For more, run it as a sweep — one grid point per
+fix and seed, without the reference runs or baselines, on Dask:
+`latentlab sweep notebooks/04_setvae_collapse.ipynb --grid params/setvae_ablation.yaml` (or `make sweep`)
+writes `runs/sweeps/setvae_ablation/results.csv` (each point's `metrics.json` carries `run.name`,
+`run.active_ratio`, `run.kl_total`, `run.auroc`, `run.collapsed_share`, ...). Rerun this notebook with
+`-p sweep_results runs/sweeps/setvae_ablation` and this section reads that table through the validated
+loader and shows each configuration's diagnostics and AUROC, mean ± sd over the sweep's seeds (there the
+seed also redraws the simulated stays and the split). With `sweep_results` empty it only says how to make one.
+"""),
+    code("""
+from latentlab import sweep
+from latentlab.plots import sweep as sweep_plots
+
+if params.sweep_results:
+    swept = sweep.load_results(params.sweep_results, study=S.SetVAEParams)
+    swept_summary = S.sweep_ablation(swept)
+    print(f"{len(swept)} grid points read from {params.sweep_results}")
+    display(S.sweep_table(swept_summary))
+    display(sweep_plots.summary_chart(swept_summary, x="configuration",
+                                      title="Sweep: one fix off at a time, mean ± sd over seeds"))
+else:
+    print("No sweep read (sweep_results is empty). Make one with\\n"
+          "  latentlab sweep notebooks/04_setvae_collapse.ipynb --grid params/setvae_ablation.yaml\\n"
+          "then rerun this notebook with -p sweep_results runs/sweeps/setvae_ablation")
+""", "nbval-check-output"),
 ]
 
 write_notebook("notebooks/04_setvae_collapse.ipynb", cells)

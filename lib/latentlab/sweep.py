@@ -327,6 +327,7 @@ DEFAULT_METRICS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("Study 3 (one arm × γ per point)", ("run.f1_overall", "run.f1_rare", "run.f1_common")),
     ("Study 1", ("leakage_auc.AE", "leakage_auc.PCA", "biology_accuracy.AE", "mitigation_goal_met")),
     ("Study 2", ("models.*.test_aupr",)),
+    ("Study 4 (one configuration per point)", ("run.active_ratio", "run.kl_total", "run.auroc", "run.collapsed_share")),
     ("Study 4", ("* (seed).auroc_mean", "* (seed).active_ratio_mean")),
 )
 NOT_METRICS = ("point", "seconds", "seed", "seeds", "*.seed", "*_sd", "*_std", "*.p_value", "*.null_mean", "*.n_*", "n_*")

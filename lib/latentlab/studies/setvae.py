@@ -150,6 +150,7 @@ class SetVAEParams(StudyParams):
     lr: float = 3e-3
     seeds: list = dataclasses.field(default_factory=lambda: [0, 1, 2])
     references: list = dataclasses.field(default_factory=lambda: list(REFERENCE))  # [] in sweeps of the ablation
+    sweep_results: str = ""  # a sweep directory or its results.csv: the notebook's last section reads it
     ablation: list = dataclasses.field(default_factory=lambda: list(FIXES))
     extras: list = dataclasses.field(default_factory=lambda: list(EXTRAS))
     ablation_seeds: int = 2
@@ -450,6 +451,8 @@ def aggregate(rows: pd.DataFrame) -> pd.DataFrame:
     out = g[num].agg(["mean", "std"])
     out.columns = [f"{a}_{b}" for a, b in out.columns]
     out["collapsed_seeds"] = g["diagnosis"].apply(lambda s: f"{int((s == 'collapsed').sum())}/{len(s)}")
+    out["collapsed_share"] = g["diagnosis"].apply(lambda s: float((s == "collapsed").mean()))
+    out["n_seeds"] = g.size()
     return out.reset_index()
 
 
@@ -508,6 +511,38 @@ def grud_baseline(data: clinical.ClinicalData, prep: Prepared, params: SetVAEPar
             "seconds": time.perf_counter() - started}
 
 
+# --------------------------------------------------------------------------- reading a sweep
+
+SWEEP_METRICS = ("active_ratio", "kl_total", "auroc", "auprc")
+
+
+def sweep_ablation(results: pd.DataFrame) -> pd.DataFrame:
+    """A Study 4 sweep's table → one row group per ablated configuration: mean, sd, n over the seeds.
+
+    Needs the ``run.`` columns a point writes when it trains exactly one non-reference configuration
+    (``params/setvae_ablation.yaml``); returns ``sweep.summarise``'s long frame (``plots.sweep`` draws it).
+    """
+    from latentlab import sweep
+
+    needed = ["run.name", *(f"run.{m}" for m in (*SWEEP_METRICS, "collapsed_share"))]
+    missing = [c for c in needed if c not in results.columns]
+    if missing:
+        raise sweep.ResultsError(
+            f"the sweep's table has no {missing} column(s): Study 4 writes them when a point trains exactly one "
+            "configuration besides the references (grid axis ablation: [[fix], ...], as params/setvae_ablation.yaml)")
+    frame = results.rename(columns={"run.name": "configuration", **{f"run.{m}": m for m in (*SWEEP_METRICS, "collapsed_share")}})
+    others = [c for c in sweep.grid_axes(results) if c != "param.ablation"]
+    return sweep.summarise(frame, [*SWEEP_METRICS, "collapsed_share"], by=["configuration", *others])
+
+
+def sweep_table(summary: pd.DataFrame) -> pd.DataFrame:
+    """``sweep_ablation`` as the notebook shows it: one row per configuration, ``mean ± sd`` per metric."""
+    from latentlab import sweep
+
+    return sweep.format_summary(summary).rename(columns={"n": "seeds", "collapsed_share": "share collapsed",
+                                                         "kl_total": "KL nats/step", "active_ratio": "active units"})
+
+
 # --------------------------------------------------------------------------- outputs
 
 
@@ -528,8 +563,13 @@ def summary_metrics(rows: pd.DataFrame, base: pd.DataFrame, data: clinical.Clini
     for run in ("before (seed)", "after (seed)"):
         if run in agg.index:
             out[run] = {k: (None if pd.isna(v) else v) for k, v in agg.loc[run].items()}
-    out["configurations"] = {run: {k: (None if pd.isna(v) else v) for k, v in agg.loc[run].items()}
-                             for run in agg.index if run not in REFERENCE}
+    others = [run for run in agg.index if run not in REFERENCE]
+    out["configurations"] = {run: {k: (None if pd.isna(v) else v) for k, v in agg.loc[run].items()} for run in others}
+    if len(others) == 1:  # a sweep point's shape: its one row as uniform scalar columns (run.auroc, ...)
+        row = agg.loc[others[0]]
+        out["run"] = {"name": others[0], "n_seeds": int(row["n_seeds"]),
+                      **{m: (None if pd.isna(row[f"{m}_mean"]) else float(row[f"{m}_mean"])) for m in SWEEP_METRICS},
+                      "collapsed_share": float(row["collapsed_share"])}
     out["baselines"] = base.set_index("model")[["auroc", "auprc", "accuracy"]].to_dict("index") if len(base) else {}
     return out
 
