@@ -22,3 +22,16 @@ def test_index_lists_tables_charts_and_notebooks(tmp_path):
 
 def test_empty_runs_directory_says_what_to_do(tmp_path):
     assert "make run" in report.build_index(tmp_path).read_text()
+
+
+def test_index_includes_finished_sweeps(tmp_path):
+    sweep_dir = tmp_path / "sweeps" / "setvae_ablation"
+    summary = pd.DataFrame({"ablation": ["pre-norm", "pre-norm"], "metric": ["run.auroc", "run.kl_total"],
+                            "mean": [0.7123, 1.5], "sd": [0.0312, 0.2], "n": [3, 3]})
+    io.write_csv(sweep_dir / "summary.csv", summary)
+    io.write_csv(sweep_dir / "status.csv", pd.DataFrame({"point": ["a", "b"], "ok": [True, False]}))
+    (sweep_dir / "summary.png").write_bytes(b"\x89PNG")
+    page = report.build_index(tmp_path).read_text()
+    assert "sweep: setvae_ablation" in page and "1/2 points complete" in page
+    assert "0.712 ± 0.031" in page and 'src="sweeps/setvae_ablation/summary.png"' in page
+    assert "0 studies, 1 sweeps" in page

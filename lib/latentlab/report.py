@@ -43,11 +43,32 @@ def study_section(directory: Path) -> str:
     return "\n".join(parts)
 
 
+def sweep_section(directory: Path, runs: Path) -> str:
+    """HTML for one sweep directory: its summary over seeds (mean ± sd), chart and table links."""
+    from latentlab import sweep
+
+    rel = directory.relative_to(runs).as_posix()
+    summary = pd.read_csv(directory / "summary.csv")
+    status = pd.read_csv(directory / "status.csv") if (directory / "status.csv").exists() else None
+    done = f"{int(status['ok'].sum())}/{len(status)} points complete; " if status is not None else ""
+    parts = [f"<h2>sweep: {html.escape(directory.name)}</h2>",
+             f'<p>{done}<a href="{rel}/results.csv">results.csv</a> (one row per point) · '
+             f'<a href="{rel}/summary.csv">summary.csv</a></p>',
+             sweep.format_summary(summary).head(MAX_ROWS).to_html(index=False, border=0)]
+    if (directory / "summary.png").exists():
+        parts.append(f'<figure><img src="{rel}/summary.png" alt="summary"><figcaption>mean ± sd over seeds'
+                     "</figcaption></figure>")
+    return "\n".join(parts)
+
+
 def build_index(runs: str | Path = "runs") -> Path:
-    """Write ``runs/index.html`` from every ``runs/<study>/metrics.json`` (not quick/full/sweeps)."""
+    """Write ``runs/index.html`` from every ``runs/<study>/metrics.json`` (not quick/full) and every
+    finished sweep's ``runs/sweeps/<grid>/summary.csv``."""
     runs = Path(runs)
     studies = sorted(p.parent for p in runs.glob("*/metrics.json"))
-    body = "\n<hr>\n".join(study_section(d) for d in studies) or "<p>No study has been run yet: <code>make run</code>.</p>"
+    sweeps = sorted(p.parent for p in runs.glob("sweeps/*/summary.csv"))
+    sections = [study_section(d) for d in studies] + [sweep_section(d, runs) for d in sweeps]
+    body = "\n<hr>\n".join(sections) or "<p>No study has been run yet: <code>make run</code>.</p>"
     page = f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>latentlab run report</title>
 <style>
@@ -58,7 +79,8 @@ figure {{ display: inline-block; margin: 0.5rem; }} img {{ max-width: 100%; }}
 figcaption {{ font-size: 0.8rem; color: #666; }}
 </style></head><body>
 <h1>latentlab — run report</h1>
-<p>{len(studies)} studies. Each section: the study's tables, its charts, links to the executed notebook.</p>
+<p>{len(studies)} studies, {len(sweeps)} sweeps. Each study section: its tables, its charts, links to the
+executed notebook; each sweep: its summary over seeds.</p>
 {body}
 </body></html>
 """
