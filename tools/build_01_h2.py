@@ -1,6 +1,6 @@
 """Builder for notebooks/01_h2_leakage.ipynb (run: python tools/build_01_h2.py)."""
 
-from nbbuild import code, md, params, write_notebook
+from nbbuild import code, md, params, sweep_reader, write_notebook
 
 cells = [
     md("""
@@ -227,22 +227,15 @@ once per point on Dask and writes `runs/sweeps/h2_weights/results.csv`, with eac
 `-p sweep_results runs/sweeps/h2_weights` and this section reads it: leakage and biology against the chip effect,
 per method, mean ± sd over the sweep's seeds. With `sweep_results` empty (the default) it only says how.
 """),
-    code("""
-from latentlab import sweep
-from latentlab.plots import sweep as sweep_plots
-
-if params.sweep_results:
-    swept = sweep.load_results(params.sweep_results, study=h2.H2Params)
-    swept_summary = h2.sweep_leakage(swept)
-    print(f"{len(swept)} grid points read from {params.sweep_results}; held-out linear-probe AUC, mean ± sd:")
-    display(h2.sweep_table(swept_summary))
-    display(sweep_plots.summary_chart(swept_summary, color="method",
-                                      title="Sweep: leakage and biology per method, mean ± sd over seeds"))
-else:
-    print("No sweep read (sweep_results is empty). Make one with\\n"
-          "  latentlab sweep notebooks/01_h2_leakage.ipynb --grid params/h2_weights.yaml\\n"
-          "then rerun this notebook with -p sweep_results runs/sweeps/h2_weights")
-""", "nbval-check-output"),
+    sweep_reader(study='h2',
+                 params_class='H2Params',
+                 summarise='sweep_leakage',
+                 table='h2.sweep_table',
+                 chart='color="method"',
+                 title='Sweep: leakage and biology per method, mean ± sd over seeds',
+                 read_note='; held-out linear-probe AUC, mean ± sd:',
+                 notebook='notebooks/01_h2_leakage.ipynb',
+                 grid='params/h2_weights.yaml'),
 ]
 
 write_notebook("notebooks/01_h2_leakage.ipynb", cells)

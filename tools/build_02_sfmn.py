@@ -1,6 +1,6 @@
 """Builder for notebooks/02_sfmn.ipynb (run: python tools/build_02_sfmn.py)."""
 
-from nbbuild import code, md, params, write_notebook
+from nbbuild import code, md, params, sweep_reader, write_notebook
 
 cells = [
     md("""
@@ -260,22 +260,15 @@ Rerun this notebook with `-p sweep_results runs/sweeps/my_grid` and this section
 gap per value of the grid's axes, mean ± sd over the sweep's seeds. With `sweep_results` empty (the default) it
 only says how.
 """),
-    code("""
-from latentlab import sweep
-from latentlab.plots import sweep as sweep_plots
-
-if params.sweep_results:
-    swept = sweep.load_results(params.sweep_results, study=S.SFMNParams)
-    swept_summary = S.sweep_models(swept)
-    print(f"{len(swept)} grid points read from {params.sweep_results}")
-    display(sweep.format_summary(swept_summary))
-    display(sweep_plots.summary_chart(swept_summary, color="model",
-                                      title="Sweep: held-out AUPR and gap per model, mean ± sd over seeds"))
-else:
-    print("No sweep read (sweep_results is empty). Make one with\\n"
-          "  latentlab sweep notebooks/02_sfmn.ipynb --grid <grid>.yaml\\n"
-          "then rerun this notebook with -p sweep_results runs/sweeps/<grid>")
-""", "nbval-check-output"),
+    sweep_reader(study='S',
+                 params_class='SFMNParams',
+                 summarise='sweep_models',
+                 table='sweep.format_summary',
+                 chart='color="model"',
+                 title='Sweep: held-out AUPR and gap per model, mean ± sd over seeds',
+                 read_note='',
+                 notebook='notebooks/02_sfmn.ipynb',
+                 grid='<grid>.yaml'),
 ]
 
 write_notebook("notebooks/02_sfmn.ipynb", cells)

@@ -1,6 +1,6 @@
 """Builder for notebooks/03_recon_ablation.ipynb (run: python tools/build_03_recon_ablation.py)."""
 
-from nbbuild import code, md, params, write_notebook
+from nbbuild import code, md, params, sweep_reader, write_notebook
 
 cells = [
     md("""
@@ -230,22 +230,15 @@ A sweep runs this notebook once per grid point — one arm at one γ and one see
 this section reads that table through the validated loader and shows arms × γ with rare- and common-variant
 ALT-F1, mean ± sd over the sweep's seeds. With `sweep_results` empty (the default) it only says how to make one.
 """),
-    code("""
-from latentlab import sweep
-from latentlab.plots import sweep as sweep_plots
-
-if params.sweep_results:
-    swept = sweep.load_results(params.sweep_results, study=recon.ReconParams)
-    swept_summary = recon.sweep_summary(swept)
-    print(f"{len(swept)} grid points read from {params.sweep_results}")
-    display(recon.sweep_table(swept_summary))
-    display(sweep_plots.summary_chart(swept_summary, x="arm", color="gamma",
-                                      title="Sweep: ALT-F1 per arm and γ, mean ± sd over seeds"))
-else:
-    print("No sweep read (sweep_results is empty). Make one with\\n"
-          "  latentlab sweep notebooks/03_recon_ablation.ipynb --grid params/recon_ablation.yaml\\n"
-          "then rerun this notebook with -p sweep_results runs/sweeps/recon_ablation")
-""", "nbval-check-output"),
+    sweep_reader(study='recon',
+                 params_class='ReconParams',
+                 summarise='sweep_summary',
+                 table='recon.sweep_table',
+                 chart='x="arm", color="gamma"',
+                 title='Sweep: ALT-F1 per arm and γ, mean ± sd over seeds',
+                 read_note='',
+                 notebook='notebooks/03_recon_ablation.ipynb',
+                 grid='params/recon_ablation.yaml'),
 ]
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Builder for notebooks/04_setvae_collapse.ipynb (run: python tools/build_04_setvae_collapse.py)."""
 
-from nbbuild import code, md, params, write_notebook
+from nbbuild import code, md, params, sweep_reader, write_notebook
 
 cells = [
     md("""
@@ -215,22 +215,15 @@ writes `runs/sweeps/setvae_ablation/results.csv` (each point's `metrics.json` ca
 loader and shows each configuration's diagnostics and AUROC, mean ± sd over the sweep's seeds (there the
 seed also redraws the simulated stays and the split). With `sweep_results` empty it only says how to make one.
 """),
-    code("""
-from latentlab import sweep
-from latentlab.plots import sweep as sweep_plots
-
-if params.sweep_results:
-    swept = sweep.load_results(params.sweep_results, study=S.SetVAEParams)
-    swept_summary = S.sweep_ablation(swept)
-    print(f"{len(swept)} grid points read from {params.sweep_results}")
-    display(S.sweep_table(swept_summary))
-    display(sweep_plots.summary_chart(swept_summary, x="configuration",
-                                      title="Sweep: one fix off at a time, mean ± sd over seeds"))
-else:
-    print("No sweep read (sweep_results is empty). Make one with\\n"
-          "  latentlab sweep notebooks/04_setvae_collapse.ipynb --grid params/setvae_ablation.yaml\\n"
-          "then rerun this notebook with -p sweep_results runs/sweeps/setvae_ablation")
-""", "nbval-check-output"),
+    sweep_reader(study='S',
+                 params_class='SetVAEParams',
+                 summarise='sweep_ablation',
+                 table='S.sweep_table',
+                 chart='x="configuration"',
+                 title='Sweep: one fix off at a time, mean ± sd over seeds',
+                 read_note='',
+                 notebook='notebooks/04_setvae_collapse.ipynb',
+                 grid='params/setvae_ablation.yaml'),
 ]
 
 write_notebook("notebooks/04_setvae_collapse.ipynb", cells)
