@@ -227,15 +227,9 @@ once per point on Dask and writes `runs/sweeps/h2_weights/results.csv`, with eac
 `-p sweep_results runs/sweeps/h2_weights` and this section reads it: leakage and biology against the chip effect,
 per method, mean ± sd over the sweep's seeds. With `sweep_results` empty (the default) it only says how.
 """),
-    sweep_reader(study='h2',
-                 params_class='H2Params',
-                 summarise='sweep_leakage',
-                 table='h2.sweep_table',
-                 chart='color="method"',
-                 title='Sweep: leakage and biology per method, mean ± sd over seeds',
-                 read_note='; held-out linear-probe AUC, mean ± sd:',
-                 notebook='notebooks/01_h2_leakage.ipynb',
-                 grid='params/h2_weights.yaml'),
+    sweep_reader(study='h2', params_class='H2Params', summarise='sweep_leakage', table='h2.sweep_table',
+                 chart='color="method"', title='Sweep: leakage and biology per method, mean ± sd over seeds', read_note='; held-out linear-probe AUC, mean ± sd:',
+                 notebook='notebooks/01_h2_leakage.ipynb', grid='params/h2_weights.yaml'),
 ]
 
 write_notebook("notebooks/01_h2_leakage.ipynb", cells)

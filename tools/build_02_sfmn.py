@@ -260,15 +260,9 @@ Rerun this notebook with `-p sweep_results runs/sweeps/my_grid` and this section
 gap per value of the grid's axes, mean ± sd over the sweep's seeds. With `sweep_results` empty (the default) it
 only says how.
 """),
-    sweep_reader(study='S',
-                 params_class='SFMNParams',
-                 summarise='sweep_models',
-                 table='sweep.format_summary',
-                 chart='color="model"',
-                 title='Sweep: held-out AUPR and gap per model, mean ± sd over seeds',
-                 read_note='',
-                 notebook='notebooks/02_sfmn.ipynb',
-                 grid='<grid>.yaml'),
+    sweep_reader(study='S', params_class='SFMNParams', summarise='sweep_models', table='sweep.format_summary',
+                 chart='color="model"', title='Sweep: held-out AUPR and gap per model, mean ± sd over seeds', read_note='',
+                 notebook='notebooks/02_sfmn.ipynb', grid='<grid>.yaml'),
 ]
 
 write_notebook("notebooks/02_sfmn.ipynb", cells)

@@ -230,15 +230,9 @@ A sweep runs this notebook once per grid point — one arm at one γ and one see
 this section reads that table through the validated loader and shows arms × γ with rare- and common-variant
 ALT-F1, mean ± sd over the sweep's seeds. With `sweep_results` empty (the default) it only says how to make one.
 """),
-    sweep_reader(study='recon',
-                 params_class='ReconParams',
-                 summarise='sweep_summary',
-                 table='recon.sweep_table',
-                 chart='x="arm", color="gamma"',
-                 title='Sweep: ALT-F1 per arm and γ, mean ± sd over seeds',
-                 read_note='',
-                 notebook='notebooks/03_recon_ablation.ipynb',
-                 grid='params/recon_ablation.yaml'),
+    sweep_reader(study='recon', params_class='ReconParams', summarise='sweep_summary', table='recon.sweep_table',
+                 chart='x="arm", color="gamma"', title='Sweep: ALT-F1 per arm and γ, mean ± sd over seeds', read_note='',
+                 notebook='notebooks/03_recon_ablation.ipynb', grid='params/recon_ablation.yaml'),
 ]
 
 if __name__ == "__main__":

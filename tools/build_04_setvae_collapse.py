@@ -215,15 +215,9 @@ writes `runs/sweeps/setvae_ablation/results.csv` (each point's `metrics.json` ca
 loader and shows each configuration's diagnostics and AUROC, mean ± sd over the sweep's seeds (there the
 seed also redraws the simulated stays and the split). With `sweep_results` empty it only says how to make one.
 """),
-    sweep_reader(study='S',
-                 params_class='SetVAEParams',
-                 summarise='sweep_ablation',
-                 table='S.sweep_table',
-                 chart='x="configuration"',
-                 title='Sweep: one fix off at a time, mean ± sd over seeds',
-                 read_note='',
-                 notebook='notebooks/04_setvae_collapse.ipynb',
-                 grid='params/setvae_ablation.yaml'),
+    sweep_reader(study='S', params_class='SetVAEParams', summarise='sweep_ablation', table='S.sweep_table',
+                 chart='x="configuration"', title='Sweep: one fix off at a time, mean ± sd over seeds', read_note='',
+                 notebook='notebooks/04_setvae_collapse.ipynb', grid='params/setvae_ablation.yaml'),
 ]
 
 write_notebook("notebooks/04_setvae_collapse.ipynb", cells)
