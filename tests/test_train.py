@@ -81,6 +81,23 @@ def test_flat_hinge_needs_to_be_declared_gated():
         train.check_contract(Hinge(declare=True, miswired=True), data()[0], weights)
 
 
+class RoundOff(Regression):
+    """A penalty whose true gradient is zero but whose computed one is float noise (~1e-9)."""
+
+    def loss_terms(self, batch):
+        terms = super().loss_terms(batch)
+        w = self.linear.weight
+        terms["l2"] = (w * 1e-9).sum() - (w.detach() * 1e-9).sum()  # constant value, gradient 1e-9 per weight
+        return terms
+
+
+def test_round_off_gradient_is_rejected_relative_to_the_other_terms():
+    with pytest.raises(train.ContractError, match=r"'l2' has weight > 0 but sends no gradient .*round-off"):
+        train.check_contract(RoundOff(), data()[0], {"mse": 1.0, "l2": 0.1})
+    report = train.check_contract(RoundOff(), data()[0], {"mse": 1.0, "l2": 0.0})  # logged only: fine
+    assert "l2" not in report["grad_norms"]
+
+
 def test_dead_term_with_zero_weight_is_only_logged():
     result = train.fit(Regression(dead_penalty=True), data(), weights={"mse": 1.0, "l2": 0.0}, epochs=2,
                        progress=False)

@@ -182,16 +182,40 @@ def check_contract(model: nn.Module, batch: Any, weights: Mapping[str, Weight], 
             if not math.isfinite(values[name]):
                 raise ContractError(f"loss term {name!r} is {values[name]} on the first batch")
             report["grad_norms"][name] = _check_term_gradient(model, name, terms[name])
+        _reject_round_off(report["grad_norms"], _gated(model))
         return report
     finally:
         model.load_state_dict(saved)
         model.train(was_training)
 
 
+ROUND_OFF = 1e-5  # a gradient this much smaller than another term's on the same group is an exact zero
+
+
+def _gated(model: nn.Module) -> set[str]:
+    return set(model.gated_terms()) if hasattr(model, "gated_terms") else set()
+
+
+def _reject_round_off(norms: dict[str, dict[str, float]], gated: set[str], rel_tol: float = ROUND_OFF) -> None:
+    """A non-zero norm can still be float round-off of an analytically zero gradient (the L1 of a
+    sparsemax gate is exactly 1, yet autograd returns ~1e-8): compare every term's norm on a group
+    with the largest norm another term sends to that group, and reject what is ``rel_tol`` below it."""
+    for name, groups in norms.items():
+        if name in gated:
+            continue
+        for group, norm in groups.items():
+            others = [g[group] for other, g in norms.items() if other != name and group in g]
+            ref = max(others, default=0.0)
+            if ref > 0 and norm < rel_tol * ref:
+                raise ContractError(
+                    f"loss term {name!r} has weight > 0 but sends no gradient to {group!r} (norm {norm:.1e} = "
+                    f"{norm / ref:.1e} × another term's on it: float round-off of an exact zero)")
+
+
 def _check_term_gradient(model: nn.Module, name: str, term: torch.Tensor) -> dict[str, float]:
     if not term.requires_grad:
         raise ContractError(f"loss term {name!r} has weight > 0 but is not connected to any parameter")
-    gated = name in (model.gated_terms() if hasattr(model, "gated_terms") else set())
+    gated = name in _gated(model)
     norms: dict[str, float] = {}
     for group, params in _term_targets(model, name).items():
         if not params:
