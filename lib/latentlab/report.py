@@ -29,7 +29,10 @@ def study_section(directory: Path) -> str:
     for csv in sorted(directory.glob("*.csv")):
         if csv.stem in SKIP_TABLES:
             continue
-        frame = pd.read_csv(csv)
+        try:
+            frame = pd.read_csv(csv)
+        except pd.errors.EmptyDataError:  # a table the run left empty (e.g. ablations switched off)
+            continue
         if frame.empty:
             continue
         note = f" (first {MAX_ROWS} of {len(frame)} rows)" if len(frame) > MAX_ROWS else ""
