@@ -114,6 +114,7 @@ def test_a_sweep_point_without_references_or_baselines(small):
     params, data, splits, prep = small
     point = dataclasses.replace(params, references=[], baselines=[], extras=[], ablation=["pre-norm"])
     assert S.reference_configs(point, "before (seed)") == {}
+    assert S.run_reference("before (seed)", prep, point) == []
     assert S.reference_configs(params, "after (seed)") == {"after (seed)": S.AFTER}
     runs = S.run_many(S.ablation_configs(point.ablation, point.extras), prep, point, [0])
     rows = pd.DataFrame([S.result_row(r) for r in runs])

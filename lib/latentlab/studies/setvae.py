@@ -440,6 +440,17 @@ def result_row(r: RunResult) -> dict[str, Any]:
     return row
 
 
+def run_reference(name: str, prep: Prepared, params: SetVAEParams) -> list[RunResult]:
+    """Train a reference configuration on every seed and print each seed's diagnosis (the notebook's
+    step 2 and 3); nothing when the run's ``references`` leave it out (sweep points)."""
+    runs = run_many(reference_configs(params, name), prep, params, params.seeds)
+    for r in runs:
+        print(f"seed {r.seed}:", r.diagnosis)
+    if not runs:
+        print(f"skipped: {name!r} is not in references")
+    return runs
+
+
 def run_many(configs: dict[str, RunConfig], prep: Prepared, params: SetVAEParams, seeds: list[int]) -> list[RunResult]:
     return [train_run(name, cfg, prep, params, seed) for name, cfg in configs.items() for seed in seeds]
 
