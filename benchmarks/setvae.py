@@ -10,6 +10,7 @@ stay in eval mode.
 from __future__ import annotations
 
 import argparse
+import itertools
 import multiprocessing
 import time
 
@@ -32,7 +33,8 @@ def measure(label: str, preset: str, overrides: dict, steps: int) -> dict:
     data_s = time.perf_counter() - started
     objective = S.build_model(S.AFTER, params, len(prep.scaler))
     batches = S.batches(prep.tensors, splits.train, params.batch_size, 0)
-    chosen = [b for epoch in range(steps) for b in batches(epoch)][:steps]  # as many epochs as needed
+    epochs = itertools.count()  # as many epochs as the steps need, built lazily (not every epoch's batches)
+    chosen = list(itertools.islice((b for epoch in epochs for b in batches(epoch)), steps))
     weights = S.loss_weights(S.AFTER, steps)
     train.check_contract(objective, chosen[0], weights)
     opt = S.make_optimizer(S.AFTER, params.lr)(objective)
