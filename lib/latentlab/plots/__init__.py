@@ -5,6 +5,12 @@ drawn in-process by vl-convert, so they show with no network (altair's HTML
 output loads vega from a CDN, unreachable here) and in untrusted notebooks,
 where JupyterLab strips scripts. For interactive charts in a live session:
 ``alt.renderers.enable("jupyter", offline=True)`` (needs anywidget).
+
+It also switches altair to the VegaFusion data transformer: altair's default
+refuses any table over 5,000 rows (``MaxRowsError``), which a `standard` or
+`full` run's per-epoch histories exceed; VegaFusion evaluates the chart's
+transforms in Python and passes every row on, so no chart fails or silently
+drops data as a run grows.
 """
 
 from __future__ import annotations
@@ -15,17 +21,24 @@ import pandas as pd
 
 
 def enable_offline_rendering(kind: str = "png") -> None:
-    """Render charts as static images (``png`` or ``svg``) drawn locally by vl-convert."""
+    """Render charts as static images (``png`` or ``svg``) drawn locally by vl-convert, with
+    VegaFusion preparing the data so that tables of any size render."""
     alt.renderers.enable(kind)
+    alt.data_transformers.enable("vegafusion")
 
 
 enable_offline_rendering()
 
-MAX_POINTS = 4000  # altair refuses > 5,000 rows by default; subsample deterministically
+MAX_POINTS = 4000  # a scatter of more cells than this is unreadable; draw a seeded random sample and say so
 
 
 def _subsample(frame: pd.DataFrame, n: int = MAX_POINTS, seed: int = 0) -> pd.DataFrame:
     return frame if len(frame) <= n else frame.sample(n, random_state=seed)
+
+
+def _shown(frame: pd.DataFrame, total: int) -> str:
+    """Caption part naming how many of the rows a subsampled chart draws (empty when all)."""
+    return "" if len(frame) == total else f" ({len(frame):,} of {total:,} cells, random sample)"
 
 
 def embedding_scatter(z: np.ndarray, obs: pd.DataFrame, colour_by: list[str], *, title: str = "") -> alt.HConcatChart:
@@ -33,11 +46,11 @@ def embedding_scatter(z: np.ndarray, obs: pd.DataFrame, colour_by: list[str], *,
     frame = pd.DataFrame({"dim 1": z[:, 0], "dim 2": z[:, 1]})
     for key in colour_by:
         frame[key] = obs[key].astype(str).to_numpy()
-    frame = _subsample(frame)
-    base = alt.Chart(frame).mark_circle(size=12, opacity=0.6)
+    shown = _subsample(frame)
+    base = alt.Chart(shown).mark_circle(size=12, opacity=0.6)
     panels = [
         base.encode(x="dim 1:Q", y="dim 2:Q", color=alt.Color(f"{key}:N", title=key), tooltip=colour_by)
-        .properties(width=220, height=220, title=f"{title} — {key}")
+        .properties(width=220, height=220, title=f"{title} — {key}{_shown(shown, len(frame))}")
         for key in colour_by
     ]
     return alt.hconcat(*panels).resolve_scale(color="independent")
