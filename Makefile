@@ -40,15 +40,11 @@ $(STAMP): pyproject.toml Makefile
 	rm -f $(VENV)/.installed-*
 	touch $@
 
-# Main job: every study notebook at the chosen preset, executed into runs/<study>/.
+# Main job: every study notebook at the chosen preset, executed into runs/<study>/. A failing study
+# does not stop the others: each gets runs/<study>/run_status.json, runs/index.html shows what
+# failed and why, and the job exits non-zero. One study: make run STUDIES_ONLY="sfmn".
 run: setup
-	@for nb in $(STUDIES); do \
-	  study=$${nb#*_}; mkdir -p runs/$$study; \
-	  echo "== $$nb ($(PRESET)) -> runs/$$study"; \
-	  $(VENV)/bin/papermill notebooks/$$nb.ipynb runs/$$study/$$nb.ipynb -k python3 --cwd . \
-	    -p preset $(PRESET) -p output_dir runs/$$study --progress-bar || exit 1; \
-	done
-	$(PY) -m latentlab.report
+	$(PY) -m latentlab.runall --preset $(PRESET) $(STUDIES_ONLY)
 	@echo "results: runs/ (report: runs/index.html)"
 
 full:

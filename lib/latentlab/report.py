@@ -14,8 +14,35 @@ SKIP_TABLES = {"history", "status", "results"}
 MAX_ROWS = 30
 
 
+STUDY_ORDER = ("h2_leakage", "sfmn", "recon_ablation", "setvae_collapse")
+STATUS_FILE = "run_status.json"  # written by latentlab.runall for each study of `make run`
+
+
+def _read_status(directory: Path) -> dict | None:
+    path = directory / STATUS_FILE
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def failed_section(directory: Path, status: dict) -> str:
+    """HTML for a study whose notebook failed in this job: the cause and the executed notebook.
+
+    Results an earlier run left in the directory are not shown: they would read as this run's.
+    """
+    notebook = f"{status['notebook']}.ipynb"
+    cell = f" in cell In [{status['failed_cell']}]" if status.get("failed_cell") is not None else ""
+    link = (f'; the executed notebook stops at the failing cell: <a href="{directory.name}/{notebook}">'
+            f"{html.escape(notebook)}</a>") if (directory / notebook).exists() else ""
+    return (f'<h2>{html.escape(directory.name)} — <span class="failed">FAILED</span></h2>'
+            f"<p>preset <code>{html.escape(str(status['preset']))}</code>, started {html.escape(status['started'])}, "
+            f"stopped after {status['seconds']:.0f} s{cell}{link}.</p>"
+            f'<pre class="failed">{html.escape(status["error"])}</pre>')
+
+
 def study_section(directory: Path) -> str:
-    """HTML for one study run directory (anything holding a metrics.json)."""
+    """HTML for one study run directory (anything holding a metrics.json or a failed run status)."""
+    status = _read_status(directory)
+    if status is not None and not status["ok"]:
+        return failed_section(directory, status)
     metrics = json.loads((directory / "metrics.json").read_text())
     params = metrics.get("params", {})
     seconds = metrics.get("seconds")
@@ -64,11 +91,23 @@ def sweep_section(directory: Path, runs: Path) -> str:
     return "\n".join(parts)
 
 
+def _study_rank(directory: Path) -> tuple[int, str]:
+    """Studies in the order of the README (1–4), anything else after them by name."""
+    name = directory.name
+    return (STUDY_ORDER.index(name) if name in STUDY_ORDER else len(STUDY_ORDER), name)
+
+
+def _failed_note(studies: list[Path]) -> str:
+    failed = [d.name for d in studies if (s := _read_status(d)) is not None and not s["ok"]]
+    return f" ({len(failed)} failed: {', '.join(failed)})" if failed else ""
+
+
 def build_index(runs: str | Path = "runs") -> Path:
     """Write ``runs/index.html`` from every ``runs/<study>/metrics.json`` (not quick/full) and every
     finished sweep's ``runs/sweeps/<grid>/summary.csv``."""
     runs = Path(runs)
-    studies = sorted(p.parent for p in runs.glob("*/metrics.json"))
+    found = {p.parent for p in runs.glob("*/metrics.json")} | {p.parent for p in runs.glob(f"*/{STATUS_FILE}")}
+    studies = sorted(found, key=_study_rank)
     sweeps = sorted(p.parent for p in runs.glob("sweeps/*/summary.csv"))
     sections = [study_section(d) for d in studies] + [sweep_section(d, runs) for d in sweeps]
     body = "\n<hr>\n".join(sections) or "<p>No study has been run yet: <code>make run</code>.</p>"
@@ -80,9 +119,10 @@ table {{ border-collapse: collapse; font-size: 0.85rem; margin-bottom: 1rem; }}
 td, th {{ padding: 2px 8px; border-bottom: 1px solid #ddd; text-align: right; }}
 figure {{ display: inline-block; margin: 0.5rem; }} img {{ max-width: 100%; }}
 figcaption {{ font-size: 0.8rem; color: #666; }}
+.failed {{ color: #b00020; }} pre.failed {{ background: #fdecee; padding: 0.5rem; white-space: pre-wrap; }}
 </style></head><body>
 <h1>latentlab — run report</h1>
-<p>{len(studies)} studies, {len(sweeps)} sweeps. Each study section: its tables, its charts, links to the
+<p>{len(studies)} studies{_failed_note(studies)}, {len(sweeps)} sweeps. Each study section: its tables, its charts, links to the
 executed notebook; each sweep: its summary over seeds.</p>
 {body}
 </body></html>
