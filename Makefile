@@ -5,6 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml Makefile | md5sum | cut -c1-8)
 PRESET ?= standard
+JOBS ?= 2
 STUDIES := 01_h2_leakage 02_sfmn 03_recon_ablation 04_setvae_collapse
 NBS := $(addprefix notebooks/,$(addsuffix .ipynb,$(STUDIES)))
 export PYTHONHASHSEED := 0
@@ -42,9 +43,10 @@ $(STAMP): pyproject.toml Makefile
 
 # Main job: every study notebook at the chosen preset, executed into runs/<study>/. A failing study
 # does not stop the others: each gets runs/<study>/run_status.json, runs/index.html shows what
-# failed and why, and the job exits non-zero. One study: make run STUDIES_ONLY="sfmn".
+# failed and why, and the job exits non-zero. JOBS=2 (default) runs two studies at once, one core
+# each, longest first; JOBS=1 one after another. Only some: make run STUDIES_ONLY="sfmn h2_leakage".
 run: setup
-	$(PY) -m latentlab.runall --preset $(PRESET) $(STUDIES_ONLY)
+	$(PY) -m latentlab.runall --preset $(PRESET) --jobs $(JOBS) $(STUDIES_ONLY)
 	@echo "results: runs/ (report: runs/index.html)"
 
 full:

@@ -34,12 +34,14 @@ def four_studies(tmp_path):
     return tmp_path
 
 
-def test_a_failing_study_does_not_stop_the_others(four_studies):
+def test_a_failing_study_does_not_stop_the_others(four_studies, monkeypatch):
+    for name in runall.THREAD_VARIABLES:  # limit_threads sets them for the kernels; restore afterwards
+        monkeypatch.setenv(name, runall.os.environ.get(name, "1"))
     runs = four_studies / "runs"
     stale = runs / "sfmn" / "metrics.json"  # an earlier run's results must not pass for this one's
     stale.parent.mkdir(parents=True)
     stale.write_text(json.dumps({"params": {"preset": "quick"}, "seconds": 3.0}))
-    results = runall.run_all("standard", runs=runs, notebooks=four_studies / "notebooks")
+    results = runall.run_all("standard", runs=runs, notebooks=four_studies / "notebooks", jobs=2)
     assert [r.study for r in results] == [s for _, s in runall.STUDIES]
     assert [r.ok for r in results] == [True, False, True, True]
     failed = results[1]
@@ -54,6 +56,7 @@ def test_a_failing_study_does_not_stop_the_others(four_studies):
     assert "4 studies (1 failed: sfmn)" in page
     assert "sfmn — <span class=\"failed\">FAILED</span>" in page
     assert "ValueError: a chart refused 12760 rows" in page and "in cell In [3]" in page
+    assert runall.os.environ["OMP_NUM_THREADS"] == str(max(1, (runall.os.cpu_count() or 1) // 2))
     assert page.index("h2_leakage") < page.index("sfmn —") < page.index("recon_ablation") < page.index(
         "setvae_collapse")  # README order, not folder order
 

@@ -1,18 +1,23 @@
-"""The main job: every study notebook through papermill, one after another, then the report.
+"""The main job: every study notebook through papermill, then the report.
 
-A study that fails does not stop the others: its executed notebook (with the failing cell)
+``--jobs N`` runs N studies at once, each kernel limited to cores/N threads, longest study first
+(by the last job's times): on 2 cores, the longest study on one and the other three on the
+other. A study that fails does not stop the others: its executed notebook (with the failing cell)
 and a ``run_status.json`` saying what failed are written into its output directory, the
 report shows it, and the job exits non-zero once every study has had its turn.
 
-``python -m latentlab.runall --preset standard`` (what ``make run`` calls).
+``python -m latentlab.runall --preset standard --jobs 2`` (what ``make run`` calls).
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
+import os
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -28,6 +33,9 @@ STUDIES: tuple[tuple[str, str], ...] = (
     ("04_setvae_collapse", "setvae_collapse"),
 )
 STATUS_FILE = "run_status.json"
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS")
+# Longest first when no earlier job has timed them (standard preset, idle 2-core machine, 2026-11).
+TYPICAL_SECONDS = {"setvae_collapse": 950.0, "recon_ablation": 510.0, "sfmn": 300.0, "h2_leakage": 160.0}
 
 
 @dataclasses.dataclass
@@ -73,10 +81,11 @@ def run_study(notebook: str, study: str, *, preset: str, runs: Path, notebooks: 
 
 
 def run_all(preset: str, *, studies: list[str] | None = None, runs: str | Path = "runs",
-            notebooks: str | Path | None = None) -> list[StudyRun]:
-    """Every study (or the named ones) in order, then ``runs/index.html``.
+            notebooks: str | Path | None = None, jobs: int = 1) -> list[StudyRun]:
+    """Every study (or the named ones), ``jobs`` at a time, then ``runs/index.html``.
 
     Relative ``runs`` are taken from the project root (as every study's ``output_dir`` is).
+    Results come back in the README's study order whatever order they finished in.
     """
     from latentlab import report
 
@@ -87,15 +96,43 @@ def run_all(preset: str, *, studies: list[str] | None = None, runs: str | Path =
     if studies and len(chosen) != len(studies):
         known = [s for _, s in STUDIES]
         raise SystemExit(f"latentlab.runall: unknown study in {studies}; choose from {known}")
-    results = []
-    for notebook, study in chosen:
-        print(f"== {notebook} ({preset}) -> {runs / study}", flush=True)
-        result = run_study(notebook, study, preset=preset, runs=runs, notebooks=notebooks, cwd=root)
-        print(f"   {'ok' if result.ok else 'FAILED'} in {result.seconds:.0f} s"
-              + (f" — In [{result.failed_cell}]: {result.error}" if not result.ok else ""), flush=True)
-        results.append(result)
+    if jobs < 1:
+        raise SystemExit(f"latentlab.runall: --jobs must be >= 1, got {jobs}")
+    limit_threads(jobs)
+    queue = sorted(chosen, key=lambda item: -expected_seconds(runs / item[1], item[1]))
+    t0 = time.perf_counter()
+    done: dict[str, StudyRun] = {}
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        futures = {}
+        for notebook, study in queue:
+            futures[pool.submit(run_study, notebook, study, preset=preset, runs=runs, notebooks=notebooks,
+                                cwd=root)] = study
+            print(f"queued {notebook} ({preset}) -> {runs / study}", flush=True)
+        for future in as_completed(futures):
+            result = future.result()
+            done[result.study] = result
+            print(f"[{time.perf_counter() - t0:6.0f} s] {result.study}: {'ok' if result.ok else 'FAILED'} "
+                  f"in {result.seconds:.0f} s ({len(done)}/{len(futures)} studies done)"
+                  + (f" — In [{result.failed_cell}]: {result.error}" if not result.ok else ""), flush=True)
     report.build_index(runs)
-    return results
+    return [done[study] for _, study in chosen]
+
+
+def limit_threads(jobs: int) -> None:
+    """Share the cores between concurrent kernels (they inherit this environment when started)."""
+    if jobs == 1:
+        return
+    per_job = str(max(1, (os.cpu_count() or 1) // jobs))
+    for name in THREAD_VARIABLES:
+        os.environ[name] = per_job
+
+
+def expected_seconds(directory: Path, study: str) -> float:
+    """How long the study took in the last job that ran it (its run_status.json), else a typical time."""
+    try:
+        return float(json.loads((directory / STATUS_FILE).read_text())["seconds"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return TYPICAL_SECONDS.get(study, 0.0)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -103,9 +140,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--preset", default="standard", choices=("quick", "standard", "full"))
     parser.add_argument("--runs", default="runs", help="output root (default runs/)")
     parser.add_argument("--notebooks", default=None, help="folder of the study notebooks (default notebooks/)")
+    parser.add_argument("--jobs", type=int, default=1, help="studies run at once (default 1)")
     parser.add_argument("studies", nargs="*", help="only these studies (default all four)")
     args = parser.parse_args(argv)
-    results = run_all(args.preset, studies=args.studies or None, runs=args.runs, notebooks=args.notebooks)
+    results = run_all(args.preset, studies=args.studies or None, runs=args.runs, notebooks=args.notebooks,
+                      jobs=args.jobs)
     failed = [r for r in results if not r.ok]
     print("\nstudy               status   seconds")
     for r in results:
