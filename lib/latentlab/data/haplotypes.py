@@ -270,6 +270,26 @@ def write_dataset(data: ImputationData, directory: str | Path, suffix: str = ".v
             "truth": write_vcf(d / f"truth{suffix}", data.truth)}
 
 
+def hold_out_targets(panel_path: str | Path, directory: str | Path, *, n_target: int, array_fraction: float = 0.3,
+                     min_array_maf: float = 0.05, seed: int = 0, suffix: str = ".vcf.gz") -> dict[str, Path]:
+    """A panel without truth → panel / targets / truth: ``n_target`` individuals held out as targets.
+
+    The held-out individuals are removed from the panel (targets must be disjoint), observed at
+    a random ``array_fraction`` of the sites common (MAF ≥ ``min_array_maf``) in the remaining
+    panel, and their full genotypes become the truth. Sites monomorphic in the remaining panel
+    are dropped (nothing can impute them) — the same split the simulated default uses.
+    """
+    h = read_vcf(panel_path, role="panel")
+    if not 2 <= n_target <= len(h.samples) - 10:
+        raise VcfError(f"{panel_path}: {len(h.samples)} samples; n_target={n_target} must leave at least 10 in the "
+                       "panel and hold out at least 2")
+    data = split_panel_targets(h, n_target, array_fraction=array_fraction, min_array_maf=min_array_maf, seed=seed)
+    if not data.array.any():
+        raise VcfError(f"{panel_path}: no site has panel MAF ≥ {min_array_maf} after holding out {n_target}; "
+                       "lower min_array_maf")
+    return write_dataset(data, directory, suffix=suffix)
+
+
 def load_dataset(paths: dict[str, Path]) -> ImputationData:
     """Read the three files, check they describe the same sites and samples, rebuild the array mask."""
     panel = read_vcf(paths["panel"], role="panel")
