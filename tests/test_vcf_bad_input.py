@@ -88,6 +88,23 @@ def test_silent_corruption_is_refused(tmp_path, records, where, what):
     _raises(_vcf(tmp_path, records), where=where, what=what)
 
 
+def test_position_beyond_the_declared_contig_length(tmp_path):
+    path = tmp_path / "len.vcf"
+    path.write_text(_text([OK, "22\t60000\t.\tA\tG\t.\tPASS\t.\tGT\t0|1\t0|0"]).replace(
+        "##contig=<ID=22>", "##contig=<ID=22,length=50000>"))
+    _raises(path, where=r"line 6 \(record 2, 22:60000\)", what=r"beyond the length 50000 .*another genome build")
+
+
+@pytest.mark.parametrize("ref", ["X", "A C", "-"])
+def test_ref_that_is_not_bases(tmp_path, ref):
+    _raises(_vcf(tmp_path, [f"22\t10\t.\t{ref}\tG\t.\tPASS\t.\tGT\t0|1\t0|0"]), where=r"line 5",
+            what=r"REF .* is not a base sequence")
+
+
+def test_a_directory_is_not_a_file(tmp_path):
+    _raises(tmp_path, where="", what="is a directory; expected a VCF/BCF file")
+
+
 def test_role_words_the_message(tmp_path):
     _raises(_vcf(tmp_path, ["22\t10\t.\tA\tG\t.\tPASS\t.\tGT\t0/1\t0|0"]), role="panel",
             where="line 5", what="the panel needs phased haplotypes")
@@ -297,6 +314,20 @@ def test_truth_disagreeing_with_targets_is_named(tmp_path):
                                    "22\t30\t.\tG\tA\t.\tPASS\t.\tGT\t0|0\t0|1"])
     _dataset_raises(paths, file="truth", where=r"line 6 \(record 2, 22:20\)",
                     what=r"sample 't1' is 1\|0 .*has 0\|1 \(the same genotype phased differently")
+
+
+def test_truth_with_an_extra_site_other_alleles_or_an_extra_sample(tmp_path):
+    three = ["22\t10\t.\tA\tG\t.\tPASS\t.\tGT\t1|1\t0|0", "22\t20\t.\tC\tT\t.\tPASS\t.\tGT\t0|1\t1|0",
+             "22\t30\t.\tG\tA\t.\tPASS\t.\tGT\t0|0\t0|1"]
+    extra = three + ["22\t40\t.\tG\tA\t.\tPASS\t.\tGT\t0|0\t0|1"]
+    _dataset_raises(_trio(tmp_path, truth=extra), file="truth", where=r"line 8 \(record 4, 22:40\)",
+                    what=r"not a panel site \(1 extra site")
+    other = [three[0].replace("\tG\t.", "\tC\t."), *three[1:]]
+    _dataset_raises(_trio(tmp_path, truth=other), file="truth", where=r"line 5 \(record 1, 22:10\)",
+                    what=r"REF/ALT A/C but .*panel.vcf: line 5 .* has A/G")
+    wide = [r + "\t0|0" for r in three]
+    _dataset_raises(_trio(tmp_path, truth=wide, truth_samples=("t1", "t2", "t9")), file="truth",
+                    where="column 12", what=r"sample\(s\) \['t9'\] .*are not in")
 
 
 def test_targets_observing_every_site_leave_nothing_to_impute(tmp_path):

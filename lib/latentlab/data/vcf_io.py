@@ -323,7 +323,16 @@ def read_genotypes(path: str | Path, *, role: str = "VCF") -> Genotypes:
         vcf.close()
 
 
+def _contig_lengths(vcf) -> dict[str, int]:
+    """Lengths the header declares (``##contig=<ID=…,length=…>``); cyvcf2 raises when none are given."""
+    try:
+        return {name: int(n) for name, n in zip(vcf.seqnames, vcf.seqlens, strict=True) if int(n) > 0}
+    except (AttributeError, ValueError):
+        return {}
+
+
 def _collect(path: Path, vcf, lines, samples: list[str], header_lines: int | None, role: str) -> Genotypes:
+    lengths = _contig_lengths(vcf)
     positions: list[int] = []
     refs: list[str] = []
     alts: list[str] = []
@@ -338,6 +347,9 @@ def _collect(path: Path, vcf, lines, samples: list[str], header_lines: int | Non
         if not 1 <= pos <= MAX_POS:
             raise VcfError(f"{place}: POS {pos} is outside 1 … {MAX_POS} (2^31 − 1, the largest position BCF and "
                            "Beagle hold)")
+        if pos > lengths.get(chrom, MAX_POS):
+            raise VcfError(f"{place}: POS {pos} is beyond the length {lengths[chrom]} the header gives {chrom!r}; "
+                           "expected a position on the contig (another genome build?)")
         if positions and pos == positions[-1]:
             raise VcfError(f"{place}: duplicate position {pos} (also the previous record); expected one biallelic "
                            "record per position (drop or merge split multi-allelic sites)")
