@@ -113,3 +113,16 @@ def test_a_panel_without_truth_can_hold_out_its_own_targets(user_dir, tmp_path):
     assert data.array.any() and (~data.array).any() and paths["truth"].name == "truth.vcf.gz"
     with pytest.raises(hp.VcfError, match=r"panel.vcf.gz: 40 samples; n_target=35 must leave at least 10"):
         hp.hold_out_targets(user_dir / "panel.vcf.gz", tmp_path / "x", n_target=35)
+
+
+@pytest.mark.parametrize("n_panel, overrides, what", [
+    (3, {}, r"panel.vcf.gz: 3 individuals; expected at least 4"),
+    (6, {"k": 12}, r"panel.vcf.gz: 6 individuals .*k=12 retrieved haplotypes need at least 7 individuals"),
+    (6, {"window": 4096}, r"panel.vcf.gz: \d+ sites; window=4096 needs at least that many"),
+])
+def test_files_too_small_for_the_model_are_named_before_training(tmp_path, n_panel, overrides, what):
+    vcf_fixture.write_user_dataset(tmp_path / "small", n_panel=n_panel, n_target=2, length_bp=100_000, seed=3)
+    params = recon.ReconParams.from_preset("quick", data=str(tmp_path / "small"), output_dir=str(tmp_path / "o"),
+                                           **overrides)
+    with pytest.raises(hp.VcfError, match=what):
+        recon.load(params)

@@ -74,6 +74,8 @@ def _raises(path, *, where: str, what: str, role: str = "VCF") -> str:
                  id="missing"),
     pytest.param(["22\t10\t.\tA\tG\t.\tPASS\t.\tGT\t0|1\t0|."], r"line 5", r"'0\|\.', a missing allele",
                  id="half-missing"),
+    pytest.param(["22\t10\t.\tA\tG\t.\tPASS\t.\tGT\t.\t0|1"], r"line 5", r"GT '\.', a missing allele",
+                 id="missing-written-as-one-dot-is-not-haploid"),
     pytest.param(["22\t10\t.\tA\tG\t.\tPASS\t.\tGT\t0|1\t0|1", "23\t20\t.\tA\tG\t.\tPASS\t.\tGT\t0|1\t0|0"],
                  r"line 6 \(record 2, 23:20\)", r"chromosome '23' after '22'; expected one contig",
                  id="second-chromosome"),
@@ -130,6 +132,14 @@ def test_role_words_the_message(tmp_path):
                  r"blank line", id="blank-line-would-segfault-htslib"),
     pytest.param([OK, "22 20 . A G . PASS . GT 0|1 0|1"], r"line 6 \(record 2\)",
                  r"columns separated by spaces\? a VCF needs tabs", id="spaces-would-segfault-htslib"),
+    pytest.param([OK, "22\t20\t.\tA\tG\t.\tPASS\t.\tGT\t0|1:5\t0|1"], r"line 6 \(record 2\)",
+                 r"sample 's1' \(column 10\) has 2 ':'-separated values '0\|1:5' but FORMAT 'GT' declares 1",
+                 id="more-values-than-format-keys"),
+    pytest.param([OK, "22\t20\t.\tA\tG\t.\tPASS\t.\tGT\t0|1\t0|99999999999"], r"line 6 \(record 2\)",
+                 r"sample 's2' \(column 11\) has GT '0\|99999999999': allele index 99999999999",
+                 id="allele-index-htslib-cannot-hold"),
+    pytest.param([OK, "22\t99999999999999999999\t.\tA\tG\t.\tPASS\t.\tGT\t0|1\t0|1"], r"line 6 \(record 2, 22:9+\)",
+                 r"POS 99999999999999999999 is outside", id="pos-htslib-cannot-hold"),
     pytest.param([OK, "#CHROM\tPOS"], r"line 6", r"header line .* after the first record", id="header-after-records"),
 ])
 def test_malformed_records_are_named(tmp_path, records, where, what):

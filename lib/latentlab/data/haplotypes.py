@@ -270,6 +270,21 @@ def write_dataset(data: ImputationData, directory: str | Path, suffix: str = ".v
             "truth": write_vcf(d / f"truth{suffix}", data.truth)}
 
 
+def check_fits(data: ImputationData, paths: dict[str, Path], *, window: int, k: int) -> None:
+    """Loaded files large enough for the model's window and retrieval — named before any training starts."""
+    n = len(data.panel.samples)
+    if data.panel.n_sites < window:
+        raise VcfError(f"{paths['panel']}: {data.panel.n_sites} sites; window={window} needs at least that many "
+                       "(lower `window` or bring more sites)")
+    if n < 4:
+        raise VcfError(f"{paths['panel']}: {n} individuals; expected at least 4 (training and validation are "
+                       "split from the panel)")
+    if 2 * n - 2 < k:
+        raise VcfError(f"{paths['panel']}: {n} individuals ({2 * n} haplotypes, {2 * n - 2} once an individual's own "
+                       f"two are excluded); k={k} retrieved haplotypes need at least {k // 2 + 1 + k % 2} individuals "
+                       "(lower `k`)")
+
+
 def hold_out_targets(panel_path: str | Path, directory: str | Path, *, n_target: int, array_fraction: float = 0.3,
                      min_array_maf: float = 0.05, seed: int = 0, suffix: str = ".vcf.gz") -> dict[str, Path]:
     """A panel without truth → panel / targets / truth: ``n_target`` individuals held out as targets.

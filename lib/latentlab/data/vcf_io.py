@@ -190,6 +190,10 @@ def _check_text_record(place: _Place, text: str, n_samples: int) -> list[str]:
         raise VcfError(f"{place}: CHROM {chrom!r} is empty or contains whitespace; expected a contig name")
     if not pos.isdigit():
         raise VcfError(f"{place}: POS {pos!r} is not a positive whole number")
+    place.site = f"{chrom}:{pos}"
+    if int(pos) > MAX_POS:
+        raise VcfError(f"{place}: POS {pos} is outside 1 … {MAX_POS} (2^31 − 1, the largest position BCF and "
+                       "Beagle hold)")
     return fields
 
 
@@ -203,10 +207,15 @@ def _diagnose(fields: list[str] | None, samples: list[str]) -> str:
     gi = keys.index("GT")
     for i, value in enumerate(fields[9:]):
         parts = value.split(":")
+        who = f"; sample {samples[i]!r} (column {10 + i})"
+        if len(parts) > len(keys):
+            return f"{who} has {len(parts)} ':'-separated values {value!r} but FORMAT {fields[8]!r} declares {len(keys)}"
         gt = parts[gi] if gi < len(parts) else ""
         if not _GT_TEXT.fullmatch(gt):
-            return (f"; sample {samples[i]!r} (column {10 + i}) has GT {gt!r}, expected allele indices "
-                    "joined by '|' (e.g. 0|1)")
+            return f"{who} has GT {gt!r}, expected allele indices joined by '|' (e.g. 0|1)"
+        big = [a for a in re.split(r"[|/]", gt) if a.isdigit() and int(a) > 1]
+        if big:
+            return f"{who} has GT {gt!r}: allele index {big[0]}, expected 0 (REF) or 1 (ALT)"
     record = "\t".join(fields)
     return f"; the record reads {record[:120]!r}"
 
@@ -281,12 +290,12 @@ def check_genotypes(place: _Place, rec, fields: list[str] | None, samples: list[
     def sample(i: int) -> str:
         return f"sample {samples[i]!r} (column {10 + i}) has GT {_gt_text(fields, i, gt[i])!r}"
 
-    bad = np.flatnonzero(ploidy != 2)
+    bad = np.flatnonzero((ploidy != 2) & ~(alleles[:, :1] == _MISSING).all(axis=1))  # '.' is missing, not haploid
     if len(bad):
         raise VcfError(f"{place}: {sample(bad[0])}, ploidy {ploidy[bad[0]]} ({len(bad)} sample(s)); expected "
                        "diploid genotypes (mixed ploidy, e.g. chrX/Y males, is not supported)")
     alleles = alleles[:, :2]
-    bad = np.flatnonzero((alleles == _MISSING).any(axis=1))
+    bad = np.flatnonzero((alleles == _MISSING).any(axis=1) | (ploidy != 2))
     if len(bad):
         raise VcfError(f"{place}: {sample(bad[0])}, a missing allele ({len(bad)} sample(s)); the {role} needs "
                        "complete genotypes (impute/fill or drop the record first)")

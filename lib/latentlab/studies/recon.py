@@ -124,7 +124,9 @@ def load(params: ReconParams) -> tuple[hp.ImputationData, dict[str, Path]]:
         paths = hp.write_dataset(data, params.output_path / "data")
     else:  # panel / targets / truth as .vcf, .vcf.gz or .bcf; Beagle gets VCF copies of any BCF
         paths = hp.find_dataset(params.data)
-        return hp.load_dataset(paths), hp.beagle_readable(paths, params.output_path / "data")
+        data = hp.load_dataset(paths)
+        hp.check_fits(data, paths, window=params.window, k=params.k)
+        return data, hp.beagle_readable(paths, params.output_path / "data")
     return hp.load_dataset(paths), paths
 
 
