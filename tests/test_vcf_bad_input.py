@@ -85,6 +85,8 @@ def _raises(path, *, where: str, what: str, role: str = "VCF") -> str:
                  id="no-alt"),
     pytest.param(["22\t0\t.\tA\tG\t.\tPASS\t.\tGT\t0|1\t0|0"], r"line 5 \(record 1, 22:0\)", r"POS 0 is outside",
                  id="pos-0"),
+    pytest.param(["22\t10\t.\tA\tG\t.\tPASS\t.\tDS:GT\t0.5\t1:0|1"], r"line 5 \(record 1, 22:10\)",
+                 r"sample 's1' \(column 10\) has GT '\(absent\)', a missing allele", id="gt-absent-after-ds"),
 ])
 def test_silent_corruption_is_refused(tmp_path, records, where, what):
     _raises(_vcf(tmp_path, records), where=where, what=what)

@@ -175,8 +175,8 @@ class _Place:
 def _check_text_record(place: _Place, text: str, n_samples: int) -> list[str]:
     """Structure htslib would crash on or silently repair: blank lines, spaces, wrong column count."""
     if not text.strip():
-        raise VcfError(f"{place}: blank line; expected a tab-separated record (remove blank lines — "
-                       "htslib cannot read past them)")
+        raise VcfError(f"{place}: blank line; expected a tab-separated record (remove blank lines: "
+                       "htslib crashes on them)")
     if text.startswith("#"):
         raise VcfError(f"{place}: header line {text[:40]!r} after the first record; expected records only")
     fields = text.split("\t")
@@ -253,8 +253,8 @@ def iterate_records(path: Path, vcf, fields_of: Iterator[tuple[int, str]] | None
 def _gt_text(fields: list[str] | None, i: int, gt: np.ndarray) -> str:
     """The sample's GT as written (text VCF) or as htslib decoded it (BCF)."""
     if fields is not None:
-        keys = fields[8].split(":")
-        return fields[9 + i].split(":")[keys.index("GT")]
+        gi, parts = fields[8].split(":").index("GT"), fields[9 + i].split(":")
+        return parts[gi] if gi < len(parts) else "(absent)"
     alleles = ["." if a == _MISSING else str(a) for a in gt[:-1] if a != _END]
     return ("|" if gt[-1] else "/").join(alleles)
 
