@@ -239,7 +239,8 @@ def find_dataset(directory: str | Path) -> dict[str, Path]:
     """panel / targets / truth in a directory, each as .vcf, .vcf.gz, .vcf.bgz or .bcf (exactly one of each)."""
     d = Path(directory)
     if not d.is_dir():
-        raise VcfError(f"{d}: not a directory; `data` must be 'simulated' or a directory holding "
+        where = "" if d.is_absolute() else f" (relative to the working directory {Path.cwd()})"
+        raise VcfError(f"{d}: not a directory{where}; `data` must be 'simulated' or a directory holding "
                        "panel.vcf.gz, targets.vcf.gz and truth.vcf.gz (or .vcf / .bcf)")
     paths = {}
     for name in DATASET_FILES:
