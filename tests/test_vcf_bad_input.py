@@ -337,6 +337,8 @@ def test_truth_with_an_extra_site_other_alleles_or_an_extra_sample(tmp_path):
     other = [three[0].replace("\tG\t.", "\tC\t."), *three[1:]]
     _dataset_raises(_trio(tmp_path, truth=other), file="truth", where=r"line 5 \(record 1, 22:10\)",
                     what=r"REF/ALT A/C but .*panel.vcf: line 5 .* has A/G")
+    _dataset_raises(_trio(tmp_path, truth=[r.replace("22\t", "chr22\t", 1) for r in three]), file="truth",
+                    where="", what=r"chromosome 'chr22' but .*panel.vcf is on '22'")
     wide = [r + "\t0|0" for r in three]
     _dataset_raises(_trio(tmp_path, truth=wide, truth_samples=("t1", "t2", "t9")), file="truth",
                     where="column 12", what=r"sample\(s\) \['t9'\] .*are not in")
