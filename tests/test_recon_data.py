@@ -1,4 +1,4 @@
-"""Study 3 data: VCF round trip, bad-input errors, simulation invariants, retrieval truth."""
+"""Study 3 data: VCF/BCF round trips, simulation invariants, retrieval truth."""
 
 from __future__ import annotations
 
@@ -16,15 +16,6 @@ def sim() -> hp.Haplotypes:
 @pytest.fixture(scope="module")
 def dataset(sim) -> hp.ImputationData:
     return hp.split_panel_targets(sim, 5, array_fraction=0.5, min_array_maf=0.05, seed=0)
-
-
-def _vcf(tmp_path, records: list[str], samples=("s1", "s2"), name="x.vcf"):
-    header = ["##fileformat=VCFv4.2", "##contig=<ID=22>",
-              '##FORMAT=<ID=GT,Number=1,Type=String,Description="Genotype">',
-              "#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\tFORMAT\t" + "\t".join(samples)]
-    path = tmp_path / name
-    path.write_text("\n".join(header + records) + "\n")
-    return path
 
 
 def test_simulation_positions_unique_biallelic(sim):
@@ -58,53 +49,22 @@ def test_gzip_round_trip(tmp_path, sim):
     np.testing.assert_array_equal(back.haps, sim.haps)
 
 
-@pytest.mark.parametrize("record, message", [
-    ("22\t10\t.\tA\tG\t.\tPASS\t.\tGT\t0/1\t0|0", "unphased genotype for sample 's1'"),
-    ("22\t10\t.\tA\tG,T\t.\tPASS\t.\tGT\t0|2\t0|0", "2 ALT alleles"),
-    ("22\t10\t.\tA\tG\t.\tPASS\t.\tGT\t.|.\t0|0", "missing genotype for sample 's1'"),
-])
-def test_bad_records_are_named(tmp_path, record, message):
-    with pytest.raises(hp.VcfError, match=message) as err:
-        hp.read_vcf(_vcf(tmp_path, [record]))
-    assert "22:10" in str(err.value)
+# Bad input (every class, with file and line/record asserted) lives in tests/test_vcf_bad_input.py.
 
 
-def test_duplicate_samples(tmp_path):
-    with pytest.raises(hp.VcfError, match=r"duplicate sample name\(s\) \['s1'\]"):
-        hp.read_vcf(_vcf(tmp_path, ["22\t10\t.\tA\tG\t.\tPASS\t.\tGT\t0|1\t0|0"], samples=("s1", "s1")))
+def test_bgzip_and_bcf_datasets_load_like_plain_vcf(tmp_path, dataset):
+    plain = hp.load_dataset(hp.write_dataset(dataset, tmp_path / "plain"))
+    for suffix in (".vcf.gz", ".bcf"):
+        back = hp.load_dataset(hp.write_dataset(dataset, tmp_path / suffix[1:], suffix=suffix))
+        np.testing.assert_array_equal(back.truth.haps, plain.truth.haps)
+        np.testing.assert_array_equal(back.array, plain.array)
 
 
-def test_empty_and_missing_files(tmp_path):
-    empty = tmp_path / "empty.vcf"
-    empty.write_text("")
-    with pytest.raises(hp.VcfError, match="empty file"):
-        hp.read_vcf(empty)
-    with pytest.raises(hp.VcfError, match="file not found"):
-        hp.read_vcf(tmp_path / "nope.vcf")
-    with pytest.raises(hp.VcfError, match="no variant records"):
-        hp.read_vcf(_vcf(tmp_path, []))
-
-
-def test_unsorted_positions(tmp_path):
-    recs = ["22\t20\t.\tA\tG\t.\tPASS\t.\tGT\t0|1\t0|0", "22\t20\t.\tC\tT\t.\tPASS\t.\tGT\t0|1\t0|0"]
-    with pytest.raises(hp.VcfError, match="strictly increasing"):
-        hp.read_vcf(_vcf(tmp_path, recs))
-
-
-def test_mismatched_positions_and_alleles(tmp_path):
-    panel = hp.read_vcf(_vcf(tmp_path, ["22\t10\t.\tA\tG\t.\tPASS\t.\tGT\t0|1\t0|0",
-                                        "22\t30\t.\tC\tT\t.\tPASS\t.\tGT\t0|1\t0|0"], name="panel.vcf"))
-    off = hp.read_vcf(_vcf(tmp_path, ["22\t20\t.\tA\tG\t.\tPASS\t.\tGT\t0|1"], samples=("t1",), name="t.vcf"))
-    with pytest.raises(hp.VcfError, match="position 20 .* is not in panel"):
-        hp.align_targets(panel, off)
-    swapped = hp.read_vcf(_vcf(tmp_path, ["22\t30\t.\tC\tA\t.\tPASS\t.\tGT\t0|1"], samples=("t1",), name="u.vcf"))
-    with pytest.raises(hp.VcfError, match="REF/ALT C/A but panel has C/T"):
-        hp.align_targets(panel, swapped)
-    same = hp.read_vcf(_vcf(tmp_path, ["22\t30\t.\tC\tT\t.\tPASS\t.\tGT\t0|1"], samples=("s2",), name="v.vcf"))
-    with pytest.raises(hp.VcfError, match="also in panel"):
-        hp.align_targets(panel, same)
-    ok = hp.read_vcf(_vcf(tmp_path, ["22\t30\t.\tC\tT\t.\tPASS\t.\tGT\t0|1"], samples=("t1",), name="w.vcf"))
-    assert hp.align_targets(panel, ok).tolist() == [1]
+def test_beagle_gets_vcf_for_a_bcf_dataset(tmp_path, dataset):
+    paths = hp.write_dataset(dataset, tmp_path / "bcf", suffix=".bcf")
+    readable = hp.beagle_readable(paths, tmp_path / "work")
+    assert all(str(p).endswith(".vcf.gz") for p in readable.values())
+    np.testing.assert_array_equal(hp.read_vcf(readable["panel"]).haps, dataset.panel.haps)
 
 
 def test_retrieval_finds_the_copied_haplotype():

@@ -122,9 +122,11 @@ def load(params: ReconParams) -> tuple[hp.ImputationData, dict[str, Path]]:
         data = hp.split_panel_targets(sim, params.n_target, array_fraction=params.array_fraction,
                                       min_array_maf=params.min_array_maf, seed=params.seed)
         paths = hp.write_dataset(data, params.output_path / "data")
-    else:
-        d = Path(params.data)
-        paths = {name: d / f"{name}.vcf" for name in ("panel", "targets", "truth")}
+    else:  # panel / targets / truth as .vcf, .vcf.gz or .bcf; Beagle gets VCF copies of any BCF
+        paths = hp.find_dataset(params.data)
+        data = hp.load_dataset(paths)
+        hp.check_fits(data, paths, window=params.window, k=params.k)
+        return data, hp.beagle_readable(paths, params.output_path / "data")
     return hp.load_dataset(paths), paths
 
 
