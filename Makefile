@@ -71,7 +71,7 @@ lab: setup
 	$(VENV)/bin/jupyter lab --ip=127.0.0.1 --no-browser --allow-root --ServerApp.root_dir=$(CURDIR) --LabApp.extension_manager=readonly
 
 bench: setup
-	@for b in h2 sfmn recon setvae sweep; do echo "== benchmarks/$$b.py"; $(PY) benchmarks/$$b.py || exit 1; done
+	@for b in fit_overhead h2 sfmn recon setvae sweep; do echo "== benchmarks/$$b.py"; $(PY) benchmarks/$$b.py || exit 1; done
 
 lint: setup
 	$(VENV)/bin/ruff check lib tests benchmarks tools
