@@ -199,10 +199,17 @@ def fit_to_data(params: SFMNParams, data: epi.EpiData) -> tuple[SFMNParams, list
     elif params.cell_encoder == "features" and data.cell_features is None:
         raise ParameterError("SFMNParams.cell_encoder = 'features' needs a cell-line feature table: set "
                              "cell_features, or cell_encoder 'support'")
-    if params.n_val_cell_lines > n - 2:
-        changes["n_val_cell_lines"] = n - 2
-        notes.append(f"n_val_cell_lines {params.n_val_cell_lines} → {n - 2}: the data has {n} cell lines and each "
-                     "fold needs one test and at least one training line")
+    n_val = max(1, min(params.n_val_cell_lines, n - 3))  # keep two training lines where the data allows
+    if n_val != params.n_val_cell_lines:
+        changes["n_val_cell_lines"] = n_val
+        notes.append(f"n_val_cell_lines {params.n_val_cell_lines} → {n_val}: the data has {n} cell lines and each "
+                     "fold needs one test line and, for the alignment and smoothness terms, two training lines")
+    if n - 1 - n_val < 2:
+        off = [k for k in ("alpha", "delta") if getattr(params, k) > 0]
+        changes.update(dict.fromkeys(off, 0.0))
+        if off:
+            notes.append(f"{' and '.join(off)} → 0: with {n} cell lines each fold trains on one cell line, so the "
+                         "alignment and smoothness terms (which compare cell lines) have nothing to compare")
     if params.uses_files and params.encoder == "pwm" and not data.motifs:
         raise ParameterError("SFMNParams.encoder = 'pwm' needs motifs")
     return dataclasses.replace(params, **changes), notes
