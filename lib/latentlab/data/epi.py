@@ -677,12 +677,16 @@ def load_truth(path: str | Path, motifs: list[Motif], cell_lines: list[str]) -> 
         if j is None:
             unmatched.append(col)
             continue
-        values = frame[col].str.lower().map({"0": 0.0, "1": 1.0, "0.0": 0.0, "1.0": 1.0, "true": 1.0, "false": 0.0})
-        if values.isna().any():
+        text = frame[col].str.strip().str.lower()
+        values = text.map({"0": 0.0, "1": 1.0, "0.0": 0.0, "1.0": 1.0, "true": 1.0, "false": 0.0})
+        unknown = text.isin(["", "na", "nan"])  # said to be unknown: kept as NaN, never scored
+        if (values.isna() & ~unknown).any():
+            values = values.where(~unknown, 0.0)
             row = int(np.nonzero(values.isna().to_numpy())[0][0])
             raise DataError(f"{path}: {frame.attrs['where'][row]} (cell line {frame.index[row]!r}), motif {col!r}: "
                             f"{frame[col].iat[row]!r}; "
-                            "expected 0 or 1 (accessible)")
+                            "expected 0 or 1 (accessible), or blank / NA for unknown")
+        values = values.where(~unknown, np.nan)
         for cell, v in zip(frame.index, values, strict=True):
             if cell in cell_lines:
                 acc[cell_lines.index(cell), j] = v
