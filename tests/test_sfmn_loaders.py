@@ -143,6 +143,7 @@ def test_truth_named_motifs_are_added_from_jaspar_and_truth_aligns(tmp_path):
                                     + "GGCCAATTGG" * 4 + "\n"), truth=truth, n_default_motifs=2)
     names = [m.name for m in data.motifs]
     assert names[:2] == ["CTCF", "SP1"] and "GATA1" in names
+    assert data.motifs[names.index("GATA1")].matrix_id.startswith("MA0035")  # the vertebrate GATA1, not a plant's
     acc = data.truth["accessibility"]
     assert acc[0, names.index("GATA1")] == 1 and acc[1, names.index("CTCF")] == 1
     assert np.isnan(acc[:, names.index("SP1")]).all()  # no truth for SP1: unknown, not 0
@@ -354,3 +355,12 @@ def test_truth_may_be_written_motifs_by_cell_lines(tmp_path):
     data = epi.load_epi(pairs, fasta, truth=truth, n_default_motifs=2)
     assert data.truth["accessibility"][:, 0].tolist() == [0, 1]
     assert pd.isna(data.truth["accessibility"][:, 1]).all()
+
+
+def test_meme_minimal_motifs_are_read(tmp_path):
+    meme = ("MEME version 4\n\nALPHABET= ACGT\n\nstrands: + -\n\nBackground letter frequencies\n"
+            "A 0.25 C 0.25 G 0.25 T 0.25\n\nMOTIF M1 FOXA\nletter-probability matrix: alength= 4 w= 3 nsites= 10\n"
+            " 0.7 0.1 0.1 0.1\n 0.1 0.1 0.1 0.7\n 0.1 0.7 0.1 0.1\n")
+    motifs = epi.load_motifs(write(tmp_path / "m.meme", meme))
+    assert [(m.matrix_id, m.width) for m in motifs] == [("M1", 3)]
+    assert motifs[0].counts[:, 0].argmax() == 0 and motifs[0].counts[:, 1].argmax() == 3  # A then T

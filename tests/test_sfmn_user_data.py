@@ -84,3 +84,36 @@ def test_gate_recovery_uses_only_motifs_the_truth_knows():
     assert rec[0] == 1.0  # motif 3 unknown for cell line 0: scored on motifs 1 and 2 only
     assert rec[1] == pytest.approx(0.5)  # positives score 0.1 and 0.9, the negative 0.2
     assert np.isnan(S.gate_recovery(g, np.array([[1, 1, np.nan], [np.nan] * 3]))).all()  # one class: no AUROC
+
+
+@pytest.fixture(scope="module")
+def example(tmp_path_factory):
+    paths = epi.write_example(tmp_path_factory.mktemp("example"), n_cell_lines=5, pairs_per_cell_line=80, seed=1)
+    params = S.SFMNParams.from_preset("quick", pairs=str(paths["pairs"]), genome=str(paths["genome"]),
+                                      cell_features=str(paths["cell_features"]), truth=str(paths["truth"]),
+                                      output_dir=str(tmp_path_factory.mktemp("run")), epochs=2, phase2_epochs=1,
+                                      progress=False)
+    data = S.load(params)
+    return params, data
+
+
+@pytest.mark.parametrize("encoder, cell_encoder, gate, beta", [
+    ("cnn", "support", "sigmoid", 0.1), ("pwm", "support", "rescaled", 0.1),
+    ("pwm", "features", "budget", 0.0), ("cnn", "features", "sparsemax", 0.0),
+])
+def test_every_configuration_passes_the_contract_on_variable_length_genome_regions(example, encoder, cell_encoder,
+                                                                                 gate, beta):
+    import dataclasses
+
+    params, data = example
+    assert data.enhancers.lengths.min() < data.enhancers.lengths.max()  # regions keep their own lengths
+    params = dataclasses.replace(params, encoder=encoder, cell_encoder=cell_encoder, gate=gate, beta=beta)
+    params, _ = S.fit_to_data(params, data)
+    split = S.loco_splits(data, params)[0]
+    inputs = S.PairInputs(data, params.encoder)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", S.GateWarning)
+        trained = S.train_model("sfmn", data, inputs, split, params, 0)
+    row = S.evaluate(trained, data, inputs, split)
+    assert np.isfinite(row["test_aupr"])
+    assert ("gate_recovery_unseen" in row) == (encoder == "pwm")  # truth scores motif gates, not cnn filters

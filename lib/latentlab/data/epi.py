@@ -620,18 +620,22 @@ def jaspar_lookup(keys: list[str], where: str) -> list[Motif]:
     db = jaspardb()
     out = []
     for key in keys:
-        found = None
-        if "." in key or (key.upper().startswith(("MA", "PB", "PF", "UN")) and key[2:].isdigit()):
-            found = db.fetch_motif_by_id(key)
-        else:
-            named = db.fetch_motifs_by_name(key) or []
-            named = [m for m in named if m.collection == "CORE"]
-            found = max(named, key=lambda m: (m.base_id, m.version)) if named else None
+        with warnings.catch_warnings():  # pyjaspar warns on an empty match; the miss is reported below
+            warnings.simplefilter("ignore")
+            found = _jaspar_fetch(db, key)
         if found is None:
             raise DataError(f"{where}: motif {key!r} is not in pyjaspar's bundled JASPAR ({db.release}); "
                             "expected a matrix id (MA0139.2), a base id (MA0139) or a TF name (CTCF)")
         out.append(Motif(found.matrix_id, found.name, np.array([found.counts[b] for b in BASES], dtype=np.float64)))
     return out
+
+
+def _jaspar_fetch(db, key: str):
+    if "." in key or (key.upper().startswith(("MA", "PB", "PF", "UN")) and key[2:].isdigit()):
+        return db.fetch_motif_by_id(key)
+    named = [m for m in (db.fetch_motifs_by_name(key) or []) if m.collection == "CORE"]
+    vertebrate = [m for m in named if m.tax_group == "vertebrates"] or named  # GATA1 is also a plant matrix
+    return max(vertebrate, key=lambda m: (m.base_id, m.version)) if vertebrate else None
 
 
 def _truth_frame(path: Path) -> pd.DataFrame:
