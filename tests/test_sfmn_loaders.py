@@ -344,8 +344,17 @@ def test_truth_values_and_motif_names_are_checked(tmp_path):
         epi.load_epi(pairs, fasta, motifs=motifs, truth=nomatch)
     with raises_naming(epi.DataError, "o.csv", "'cell_line' column", "'motif' column"):
         epi.load_epi(pairs, fasta, truth=write(tmp_path / "o.csv", "name,CTCF\nA,1\n"), n_default_motifs=1)
-    with raises_naming(epi.DataError, "u.csv", "'NOT_A_TF'", "pyjaspar"):
+    with raises_naming(epi.DataError, "u.csv", "'NOT_A_TF'", "matches a motif of the run"):
         epi.load_epi(pairs, fasta, truth=write(tmp_path / "u.csv", "cell_line,NOT_A_TF\nA,1\n"), n_default_motifs=1)
+
+
+def test_truth_columns_jaspar_does_not_know_are_reported_not_fatal(tmp_path):
+    pairs = named_pairs(tmp_path, "e1,p1,A,1\ne2,p1,A,0\n")
+    fasta = named_fasta(tmp_path, ">e1\n" + "ACGT" * 10 + "\n>e2\n" + "TTGCA" * 8 + "\n>p1\n" + "GGCCAATTGG" * 4 + "\n")
+    truth = write(tmp_path / "t.csv", "Cell_Line,CTCF,MYSTERY\nA,1,0\n")
+    data = epi.load_epi(pairs, fasta, truth=truth, n_default_motifs=2)
+    assert any("['MYSTERY']" in n and "cannot be scored" in n for n in data.notes)
+    assert any("not JASPAR names" in n for n in data.notes)
 
 
 def test_truth_may_be_written_motifs_by_cell_lines(tmp_path):

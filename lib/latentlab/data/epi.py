@@ -543,7 +543,7 @@ def genome_sequences(pairs: pd.DataFrame, genome, pairs_path: Path, genome_path:
 def load_cell_features(path: str | Path) -> pd.DataFrame:
     """Cell line × feature table: a ``cell_line`` column (anywhere) plus numeric columns; all finite in float32."""
     path = Path(path)
-    frame = read_table(path)
+    frame = read_table(path).rename(columns=lambda c: "cell_line" if c.strip().lower() == "cell_line" else c)
     if "cell_line" not in frame.columns:
         raise DataError(f"{path}: no 'cell_line' column; expected 'cell_line' plus numeric feature columns, "
                         f"got {[c for c in frame.columns if c != 'line']}")
@@ -819,20 +819,27 @@ def _motif_set(motifs, truth, n_default: int) -> tuple[list[Motif], str]:
         found = load_motifs(motifs)
         return found, f"motifs: {len(found)} from {motifs}"
     found = jaspar_motifs(n_default)
-    named = []
+    named, unknown = [], []
     if truth is not None:
         have = {m.matrix_id for m in found}
         for key in truth_motif_names(truth):
-            if _match_motif(key, found) is None:
+            if _match_motif(key, found) is not None:
+                continue
+            try:
                 extra = jaspar_lookup([key], where=f"{truth}: truth column {key!r}")[0]
-                if extra.matrix_id not in have:
-                    found.append(extra)
-                    have.add(extra.matrix_id)
-                    named.append(key)
+            except DataError:
+                unknown.append(key)  # load_truth reports it as unmatched, or fails if nothing matches
+                continue
+            if extra.matrix_id not in have:
+                found.append(extra)
+                have.add(extra.matrix_id)
+                named.append(key)
     note = (f"motifs: no motif file given, so the first {n_default} of the built-in list of distinct JASPAR CORE "
             "vertebrate families (pyjaspar, bundled)")
     if named:
         note += f", plus {named} named by the truth table (so their gates can be scored)"
+    if unknown:
+        note += f"; truth column(s) {unknown} are not JASPAR names or ids known to pyjaspar"
     return found, note
 
 
