@@ -117,3 +117,21 @@ def test_every_configuration_passes_the_contract_on_variable_length_genome_regio
     row = S.evaluate(trained, data, inputs, split)
     assert np.isfinite(row["test_aupr"])
     assert ("gate_recovery_unseen" in row) == (encoder == "pwm")  # truth scores motif gates, not cnn filters
+
+
+def test_a_data_folder_finds_its_files_by_name_and_explicit_paths_win(tmp_path):
+    old_layout = user_files(tmp_path / "named")  # pairs.csv, sequences.fa, cell_lines.csv, motifs.jaspar, truth
+    params = S.SFMNParams.from_preset("quick", data=str(tmp_path / "named"), output_dir=str(tmp_path / "run"))
+    data = S.load(params)
+    assert data.truth is not None and data.cell_features is not None and len(data.motifs) == 4
+    assert str(old_layout["pairs"]) in data.sources["pairs"]
+    example = epi.write_example(tmp_path / "coords", n_cell_lines=4, pairs_per_cell_line=60)
+    params = S.SFMNParams.from_preset("quick", data=str(tmp_path / "coords"), truth="",
+                                      cell_features=str(old_layout["cell_features"]), output_dir=str(tmp_path / "r2"))
+    with pytest.raises(epi.DataError, match=r"cell_lines.csv: no features for cell line\(s\)"):
+        S.load(params)  # the explicit (wrong) feature table is used, not the folder's own
+    params = S.SFMNParams.from_preset("quick", data=str(tmp_path / "coords"), output_dir=str(tmp_path / "r3"))
+    data = S.load(params)
+    assert "genome coordinates" in data.sources["pairs"] and data.sources["genome"] == str(example["genome"])
+    with pytest.raises(epi.DataError, match=r"SFMNParams.data = 'no/such/folder': not a folder"):
+        S.load(S.SFMNParams.from_preset("quick", data="no/such/folder", output_dir=str(tmp_path / "r4")))

@@ -44,7 +44,7 @@ lengths unless `max_region_len` > 0 asks for a (reported) centre crop.
 preset = "quick"
 seed = None
 output_dir = None
-data = None  # empty: simulated unless `pairs` is given; or "simulated" / "files"
+data = None  # empty: simulated unless `pairs` is given; or a folder of files with the README's names
 pairs = None  # your pairs table (CSV/TSV): named regions or genome coordinates
 sequences = None  # named regions: FASTA or a region, sequence table
 genome = None  # coordinate pairs: genome FASTA, plain or bgzip

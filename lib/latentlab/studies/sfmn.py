@@ -110,15 +110,15 @@ class SFMNParams(StudyParams):
         self.require(self.encoder in ("pwm", "cnn"), "encoder", "must be 'pwm' or 'cnn'")
         self.require(self.cell_encoder in ("", "features", "support"), "cell_encoder",
                      "must be 'features', 'support' or '' (features when a table is given)")
-        self.require(self.data in ("", "simulated", "files"), "data",
-                     "must be '' (auto), 'simulated' or 'files'; give the files with -p pairs/genome/sequences")
+        self.require(bool(self.data.strip()) or self.data == "", "data",
+                     "must be '' (auto), 'simulated', 'files' or a directory; give files with -p pairs/genome/sequences")
         self.require(not (self.data == "simulated" and self.pairs), "data",
                      "is 'simulated' but `pairs` names a file; drop one of them")
         self.require(not (self.data == "files" and not self.pairs), "data", "is 'files' but `pairs` is empty")
         self.require(self.coordinates in epi.COORDINATE_SYSTEMS, "coordinates", f"must be one of {epi.COORDINATE_SYSTEMS}")
         self.require(self.max_region_len >= 0, "max_region_len", "must be >= 0 (0 = keep every region whole)")
         self.require(self.n_test_cell_lines >= 0, "n_test_cell_lines", "must be >= 0 (0 = every cell line)")
-        if self.uses_files:
+        if self.pairs:
             self.require(bool(self.genome) != bool(self.sequences), "genome",
                          "give exactly one of `genome` (coordinate pairs) and `sequences` (named pairs)")
         self.require(self.gate in M.GATES, "gate", f"must be one of {M.GATES}")
@@ -139,7 +139,7 @@ class SFMNParams(StudyParams):
 
     @property
     def uses_files(self) -> bool:
-        return bool(self.pairs)
+        return bool(self.pairs) or self.data not in ("", "simulated", "files")
 
     @property
     def weights(self) -> dict[str, float]:
@@ -159,12 +159,52 @@ def load(params: SFMNParams) -> epi.EpiData:
             positive_rate=params.positive_rate, accessible_fraction=params.accessible_fraction, seed=params.seed,
         )
         return epi.simulate_and_load(sim, params.output_path / "data")
-    path = {name: resolve_input(params, name) for name in ("pairs", "sequences", "genome", "cell_features",
-                                                             "motifs", "truth")}
+    if params.data not in ("", "simulated", "files"):
+        params = discover_files(params)
+    path = {name: resolve_input(params, name) for name in INPUTS}
     return epi.load_epi(path["pairs"], path["sequences"], genome=path["genome"],
                         cell_features=path["cell_features"], motifs=path["motifs"], truth=path["truth"],
                         coordinates=params.coordinates, max_len=params.max_region_len,
                         n_default_motifs=params.n_motifs, index_dir=params.output_path / "data" / "genome_index")
+
+
+INPUTS = ("pairs", "sequences", "genome", "cell_features", "motifs", "truth")
+# `-p data DIR`: a convenience for a folder of files with these names; any path parameter given wins.
+FOLDER_NAMES = {
+    "pairs": ("pairs.csv", "pairs.tsv", "pairs.txt", "pairs.csv.gz", "pairs.tsv.gz"),
+    "genome": ("genome.fa", "genome.fa.gz", "genome.fasta", "genome.fasta.gz", "genome.fna", "genome.fna.gz"),
+    "sequences": ("sequences.fa", "sequences.fasta", "sequences.fa.gz", "sequences.fna", "sequences.csv",
+                  "sequences.tsv"),
+    "cell_features": ("cell_lines.csv", "cell_lines.tsv", "cell_features.csv", "cell_features.tsv"),
+    "motifs": ("motifs.jaspar", "motifs.meme"),
+    "truth": ("truth_accessibility.csv", "truth_accessibility.tsv", "truth.csv", "truth.tsv"),
+}
+
+
+def discover_files(params: SFMNParams) -> SFMNParams:
+    """`data` names a folder: fill every empty path parameter from the file names in ``FOLDER_NAMES``."""
+    folder = Path(params.data).expanduser()
+    if not folder.is_absolute() and not folder.exists():
+        from latentlab.params import project_root
+
+        folder = project_root() / folder
+    if not folder.is_dir():
+        raise epi.DataError(f"SFMNParams.data = {params.data!r}: not a folder (nor 'simulated'/'files'); give a "
+                            "folder of files, or each file with -p pairs/genome/sequences/...")
+    found = {}
+    for name, candidates in FOLDER_NAMES.items():
+        if not getattr(params, name):
+            hit = next((folder / c for c in candidates if (folder / c).exists()), None)
+            if hit is not None:
+                found[name] = str(hit)
+    chosen = {**{n: getattr(params, n) for n in INPUTS}, **found}
+    if not chosen["pairs"]:
+        raise epi.DataError(f"{folder}: no pairs table (looked for {list(FOLDER_NAMES['pairs'])}); name it with "
+                            "-p pairs")
+    if chosen["genome"] and chosen["sequences"] and "genome" in found and "sequences" in found:
+        raise epi.DataError(f"{folder}: holds both a genome and a sequence file; say which with -p genome or "
+                            "-p sequences")
+    return dataclasses.replace(params, **found)
 
 
 def resolve_input(params: SFMNParams, name: str) -> Path | None:
