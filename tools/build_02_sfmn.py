@@ -103,22 +103,22 @@ user's files go through; with `pairs` given, the user's files are read instead. 
 at their own lengths and the PWM scan of every region is cached.
 """),
     code("""
-data = S.load(params)
-params, adjusted = S.fit_to_data(params, data)
-print(data.describe())
+epi_data = S.load(params)  # not `data`: that name is a parameter (a rerun of the parameters cell reads it)
+params, adjusted = S.fit_to_data(params, epi_data)
+print(epi_data.describe())
 for note in adjusted:
     print("set from the data:", note)
-data.summary().T
+epi_data.summary().T
 """, "nbval-check-output"),
     md("""
 The ground truth the gates should find, when there is one (the simulator's, or a user's `truth` table): which
 motifs each cell line exposes. Without it, the cell says what this run cannot check.
 """),
     code("""
-truth = S.truth_table(data)
-for line in S.unchecked_without_truth(data, params):
+truth_view = S.truth_table(epi_data)
+for line in S.unchecked_without_truth(epi_data, params):
     print(line)
-truth
+truth_view
 """, "nbval-check-output"),
     md("""
 ## 2 · The model, and the contract that it is the model designed
@@ -137,12 +137,12 @@ logit; (ii) every configured weight is read by a term and every active term send
 must shape. Below: SFMN passes; three deliberately broken configurations fail and say why.
 """),
     code("""
-split0 = S.loco_splits(data, params)[0]
-inputs = S.PairInputs(data, params.encoder)
-print(S.build_model("sfmn", data, inputs, split0, params))
+split0 = S.loco_splits(epi_data, params)[0]
+inputs = S.PairInputs(epi_data, params.encoder)
+print(S.build_model("sfmn", epi_data, inputs, split0, params))
 """, "nbval-check-output"),
     code("""
-contract = S.contract_demo(data, params)
+contract = S.contract_demo(epi_data, params)
 with pd.option_context("display.max_colwidth", 200):
     display(contract)
 """, "nbval-check-output"),
@@ -157,8 +157,8 @@ appears in training, so the *region-disjoint* score (pairs whose enhancer and pr
 measurable. Degenerate gates raise a `GateWarning` while training.
 """),
     code("""
-splits = S.loco_splits(data, params)
-results, history, kept = S.run_loco(data, params, splits)
+splits = S.loco_splits(epi_data, params)
+results, history, kept = S.run_loco(epi_data, params, splits)
 cols = ["model", "seed", "test_cell_line", "test_aupr", "test_auroc", "test_f1", "train_aupr", "gap",
         "disjoint_aupr", "n_disjoint_pos", "gate_active", "gate_recovery_unseen", "best_epoch", "seconds"]
 results[[c for c in cols if c in results]].round(3)
@@ -190,18 +190,18 @@ Gate recovery is the AUROC of $g_c$ (enhancer and promoter halves averaged per m
 motifs whose accessibility the truth gives; 0.5 is chance.
 """),
     code("""
-first = kept[("sfmn", params.seeds[0], data.cell_lines[splits[0].test])] if "sfmn" in params.models else None
+first = kept[("sfmn", params.seeds[0], epi_data.cell_lines[splits[0].test])] if "sfmn" in params.models else None
 frame, recovery = None, None
 if first is None:
     print("SFMN is not among `models`: no gates to show.")
 else:
-    gates = S.all_gates(first.model, len(data.cell_lines))
-    frame = S.gate_frame(gates, data, splits[0].test)
-    if data.truth is not None and params.encoder == "pwm":
-        recovery = S.recovery_table(gates, data, splits[0])
+    gates = S.all_gates(first.model, len(epi_data.cell_lines))
+    frame = S.gate_frame(gates, epi_data, splits[0].test)
+    if epi_data.truth is not None and params.encoder == "pwm":
+        recovery = S.recovery_table(gates, epi_data, splits[0])
         display(recovery)
     else:
-        print("gate recovery: not checked (" + ("no truth table given)" if data.truth is None else "cnn encoder)"))
+        print("gate recovery: not checked (" + ("no truth table given)" if epi_data.truth is None else "cnn encoder)"))
     if "similarity_rho" in frame.attrs:
         print(f"similar cell lines, similar gates: Spearman ρ({frame.attrs['similarity_reference']}, gate distance)"
               f" = {frame.attrs['similarity_rho']:.2f}")
@@ -214,21 +214,21 @@ Pick a cell line (seen or unseen), move single gate entries or the "keep top" sp
 and AUPR for that cell line update. The same `update` function is what the tests call.
 """),
     code("""
-explorer = gate_explorer(first, data, inputs, splits[0]) if first is not None else None
+explorer = gate_explorer(first, epi_data, inputs, splits[0]) if first is not None else None
 if explorer is not None:
     display(explorer.widget())  # interactive in JupyterLab: any change redraws below the sliders
-    display(explorer.chart(explorer.update(data.cell_lines[splits[0].test])))  # the starting state, static
+    display(explorer.chart(explorer.update(epi_data.cell_lines[splits[0].test])))  # the starting state, static
 """, "nbval-ignore-output"),
     code("""
 rows = []
 if explorer is not None:
-    unseen = data.cell_lines[splits[0].test]
+    unseen = epi_data.cell_lines[splits[0].test]
     for keep in (1.0, 0.5, 0.25, 0.1):
         r = explorer.update(unseen, keep=keep)
         rows.append({"cell line": unseen, "keep top": keep, "active gates": int((r["gate"] > 0).sum()),
                      "AUPR": r["aupr"]})
-    known = truth is not None and params.encoder == "pwm" and unseen in truth.index
-    motif_truth = data.truth["accessibility"][splits[0].test] if known else None
+    known = truth_view is not None and params.encoder == "pwm" and unseen in truth_view.index
+    motif_truth = epi_data.truth["accessibility"][splits[0].test] if known else None
     if motif_truth is not None and np.isfinite(motif_truth).all():
         r = explorer.update(unseen, gate=np.tile(motif_truth, 2))
         rows.append({"cell line": unseen, "keep top": "true accessibility as gate",
@@ -252,7 +252,7 @@ first fold.
     code("""
 with warnings.catch_warnings(record=True) as caught:
     warnings.simplefilter("always", S.GateWarning)
-    abl = S.ablations(data, params, splits[0], params.seeds[0]) if params.ablations else pd.DataFrame()
+    abl = S.ablations(epi_data, params, splits[0], params.seeds[0]) if params.ablations else pd.DataFrame()
 for w in caught:
     print("GateWarning:", w.message)
 if len(abl):
@@ -270,7 +270,7 @@ gives no gate recovery: those read "not tested"). The conclusions below are buil
 success = S.success_table(summary, history, frame)
 with pd.option_context("display.max_colwidth", 120):
     display(success.drop(columns="pass"))
-for sentence in S.conclusions(summary, success, results, abl, data):
+for sentence in S.conclusions(summary, success, results, abl, epi_data):
     print("•", sentence)
 """, "nbval-ignore-output"),
     md("""
@@ -290,9 +290,9 @@ if frame is not None:
 if recovery is not None:
     tables["gate_recovery"] = recovery
 metrics = {**S.headline(summary, results), "seconds": time.perf_counter() - started,
-           "data": data.sources, "data_notes": data.notes + adjusted,
-           "gate_recovery_unseen": S.unseen_recovery(results), "truth_given": data.truth is not None,
-           "conclusions": S.conclusions(summary, success, results, abl, data),
+           "data": epi_data.sources, "data_notes": epi_data.notes + adjusted,
+           "gate_recovery_unseen": S.unseen_recovery(results), "truth_given": epi_data.truth is not None,
+           "conclusions": S.conclusions(summary, success, results, abl, epi_data),
            "success": success.to_dict(orient="records"), "contract": contract.to_dict(orient="records")}
 out = S.write_outputs(params, metrics, tables, charts, history)
 print(f"wrote {out} in {metrics['seconds']:.0f} s")
