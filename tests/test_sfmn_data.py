@@ -39,7 +39,7 @@ def test_round_trip_reads_back_what_was_written(simulated):
     assert [m.matrix_id for m in data.motifs] == list(epi.MOTIF_IDS[: SMALL.n_motifs])
     np.testing.assert_allclose(data.motifs[0].counts, out["motifs"][0].counts)
     # the one-hot cache holds exactly the written sequence
-    enh = data.enhancers[0]
+    enh = data.enhancers.names[0]
     decoded = "".join("ACGT"[i] for i in data.enh_onehot[0].argmax(0))
     assert decoded == out["enhancers"][enh]
 
@@ -97,58 +97,4 @@ def test_pwm_scan_finds_the_planted_motifs_and_nothing_where_nothing_is(simulate
     assert np.median(bg) < np.median(scans[presence[:, 0] == 1, 0])
 
 
-# ----------------------------------------------------------------------- bad input: each error names its record
-
-
-def test_unknown_region_is_named(tmp_path):
-    seqs = write(tmp_path / "seqs.fa", ">e1\nACGT\n>p1\nACGT\n")
-    pairs = pairs_file(tmp_path, "e1,p1,1,A\ne1,p9,0,A\n")
-    with pytest.raises(epi.DataError, match=r"line 3: promoter 'p9' is not in the sequence file"):
-        epi.load_epi(pairs, seqs)
-
-
-def test_non_acgtn_character_is_named(tmp_path):
-    seqs = write(tmp_path / "seqs.fa", ">e1\nACGT\n>p1\nACXGT\n")
-    with pytest.raises(epi.DataError, match=r"region 'p1' has character\(s\) \['X'\] \(first at position 3\)"):
-        epi.load_sequences(seqs)
-    table = write(tmp_path / "seqs.csv", "region,sequence\ne1,AC-GT\n")
-    with pytest.raises(epi.DataError, match=r"region 'e1' has character\(s\) \['-'\]"):
-        epi.load_sequences(table)
-
-
-def test_label_other_than_0_1_is_named(tmp_path):
-    with pytest.raises(epi.DataError, match=r"line 3 \(enhancer 'e1', promoter 'p1'\): label '2'; expected 0 or 1"):
-        epi.load_pairs(pairs_file(tmp_path, "e1,p1,1,A\ne1,p1,2,A\n"))
-
-
-def test_single_class_cell_line_is_named(tmp_path):
-    with pytest.raises(epi.DataError, match=r"cell line 'B' has a single class \(all labels 0\)"):
-        epi.load_pairs(pairs_file(tmp_path, "e1,p1,1,A\ne1,p1,0,A\ne1,p1,0,B\n"))
-
-
-def test_empty_and_header_only_files(tmp_path):
-    with pytest.raises(epi.DataError, match="file is empty"):
-        epi.load_pairs(write(tmp_path / "empty.csv", ""))
-    with pytest.raises(epi.DataError, match="header only"):
-        epi.load_pairs(write(tmp_path / "header.csv", "enhancer,promoter,label,cell_line\n"))
-    with pytest.raises(epi.DataError, match="file is empty"):
-        epi.load_sequences(write(tmp_path / "empty.fa", ""))
-    with pytest.raises(epi.DataError, match="file not found"):
-        epi.load_pairs(tmp_path / "missing.csv")
-
-
-def test_other_malformed_inputs(tmp_path):
-    with pytest.raises(epi.DataError, match=r"missing column\(s\) \['cell_line'\]"):
-        epi.load_pairs(write(tmp_path / "p.csv", "enhancer,promoter,label\ne1,p1,1\n"))
-    with pytest.raises(epi.DataError, match="sequence before the first '>' header"):
-        epi.load_sequences(write(tmp_path / "bad.fa", "ACGT\n>e1\nACGT\n"))
-    with pytest.raises(epi.DataError, match="duplicate region 'e1'"):
-        epi.load_sequences(write(tmp_path / "dup.fa", ">e1\nACGT\n>e1\nACGT\n"))
-    with pytest.raises(epi.DataError, match=r"cell line 'A', column 'f1': 'x' is not a number"):
-        epi.load_cell_features(write(tmp_path / "f.csv", "cell_line,f1\nA,x\n"))
-    seqs = write(tmp_path / "ok.fa", ">e1\nACGT\n>p1\nACGT\n")
-    feats = write(tmp_path / "f2.csv", "cell_line,f1\nZ,1.0\n")
-    with pytest.raises(epi.DataError, match=r"no features for cell line\(s\) \['A'\]"):
-        epi.load_epi(pairs_file(tmp_path), seqs, cell_features=feats)
-    with pytest.raises(epi.DataError, match="not a readable JASPAR motif file|no motifs"):
-        epi.load_motifs(write(tmp_path / "m.jaspar", ">MA1 X\nA [ 1 2 ]\nC [ 1 ]\n"))
+# Bad input (issue 13): tests/test_sfmn_loaders.py

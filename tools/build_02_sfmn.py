@@ -15,13 +15,13 @@ $$p(y=1\\mid x, c) = \\sigma\\big(\\mathrm{MLP}(\\phi(x) \\odot g_c)\\big),\\qqu
 The previous attempt (seed 000) *described* this model but *trained* an energy model
 $\\sigma((U_I(\\phi(x)) - R_E(c))/T)$, and its alignment/entropy/smoothness weights were logged but never used.
 This notebook therefore starts with a **contract** that proves the model trained is the model designed, and only
-then asks the scientific question on simulated data with known truth:
+then asks the scientific question, on simulated data with known truth or on your own files:
 
-1. load (or simulate) pairs, sequences, cell-line features and JASPAR motifs through validated loaders,
+1. load your pairs, sequences (or genome), cell-line features and motifs through validated loaders (or simulate them),
 2. show the contract passing for SFMN and failing, with a reason, for three broken configurations,
 3. leave-one-cell-line-out (LOCO): SFMN vs ERM, the energy model, DANN and FiLM on identical splits,
    model selection only on held-out *training* cell lines,
-4. monitors over epochs, gate heatmaps against the simulator's true accessibility, gate recovery,
+4. monitors over epochs, gate heatmaps against the true accessibility (the simulator's, or a `truth` table you give),
 5. an interactive gate explorer, the seed's success criteria as a pass/fail table, and the two design findings
    (sparsemax lives on the simplex; the entropy term's sign) with evidence.
 """),
@@ -32,15 +32,30 @@ then asks the scientific question on simulated data with known truth:
 `standard` (`make run`: 12 cell lines, full LOCO, 3 seeds), `full` (the seed's sizes: 3 kb enhancers,
 2 kb promoters, six cell lines, ~50k pairs). Any other name overrides the preset; `None` keeps it. E.g.
 `papermill notebooks/02_sfmn.ipynb out.ipynb -p preset standard -p gate rescaled -p cell_encoder support`.
-`data` may be a directory holding `pairs.csv`, `sequences.fa`, and optionally `cell_lines.csv`, `motifs.jaspar`.
+
+**Your own data** (README, "Study 2 · Your own data"): `pairs` is a pairs table, named
+(`enhancer, promoter, cell_line, label` + `sequences`, FASTA or a `region, sequence` table) or genome coordinates
+(`enhancer_chrom, enhancer_start, enhancer_end, promoter_chrom, promoter_start, promoter_end, cell_line, label` +
+`genome`, FASTA plain or bgzip). Optional: `cell_features`, `motifs` (default: JASPAR CORE vertebrates bundled with
+pyjaspar), `truth` (cell line × motif 0/1 accessibility, used only to score the gates). Regions keep their own
+lengths unless `max_region_len` > 0 asks for a (reported) centre crop.
 """),
     params("""
 preset = "quick"
 seed = None
 output_dir = None
-data = None  # "simulated" or a directory with pairs.csv, sequences.fa[, cell_lines.csv, motifs.jaspar]
+data = None  # empty: simulated unless `pairs` is given; or a folder of files with the README's names
+pairs = None  # your pairs table (CSV/TSV): named regions or genome coordinates
+sequences = None  # named regions: FASTA or a region, sequence table
+genome = None  # coordinate pairs: genome FASTA, plain or bgzip
+cell_features = None  # optional: cell_line + numeric columns
+motifs = None  # optional JASPAR/MEME motif file; empty: pyjaspar's bundled JASPAR CORE vertebrates
+truth = None  # optional: cell_line × motif 0/1 accessibility, only for scoring the gates
+coordinates = None  # "bed" (0-based half-open) or "one_based" (1-based inclusive)
+max_region_len = None  # 0 keeps every region whole; a positive length centre-crops longer ones, reported
+n_motifs = None  # simulated motifs, or how many default JASPAR motifs without a motif file
 encoder = None  # "pwm" (fixed JASPAR scan) or "cnn"
-cell_encoder = None  # "features" (explicit v_c) or "support" (attention over k=32 unlabelled pairs)
+cell_encoder = None  # "features" (explicit v_c) or "support" (attention over k unlabelled pairs); empty: auto
 gate = None  # "sigmoid", "sparsemax", "budget", "rescaled"
 task_loss = None  # "immax", "bce", "focal"
 align_form = None  # "mse" or "contrastive"
@@ -51,7 +66,8 @@ gamma = None
 delta = None
 epochs = None
 seeds = None
-test_cell_lines = None  # [] = every cell line
+test_cell_lines = None  # names; empty list: n_test_cell_lines spread over the data, 0 means all
+n_test_cell_lines = None
 models = None
 ablations = None
 progress = None
@@ -76,29 +92,33 @@ pd.Series({k: str(v) for k, v in params.to_dict().items()}, name="value").to_fra
     md("""
 ## 1 · Data
 
-The simulator plants **real JASPAR motifs** (pyjaspar's bundled JASPAR CORE vertebrates, no network) into random
-background sequence. Each cell line is a point $t_c$ on a circular manifold; motif $i$ is accessible where $t_c$
-lies within an arc around the motif's centre, so the true accessibility $a_c$ is sparse and changes continuously
-along the manifold. A pair interacts when it carries a compatible (enhancer motif, promoter motif) pair whose
-motifs are **both accessible** in that cell line; ~1:20 positives. Enhancers are drawn per cell line with a bias
-towards accessible motifs (candidate enhancers come from open chromatin), so an unlabelled support set carries
-information about $a_c$. Everything is written as `pairs.csv`, `sequences.fa`, `cell_lines.csv`,
-`motifs.jaspar` and read back through the same validated loaders a user's files go through; sequences are one-hot
-encoded once and the PWM scan of every region is cached.
+By default the simulator plants **real JASPAR motifs** (pyjaspar's bundled JASPAR CORE vertebrates, no network)
+into random background sequence. Each cell line is a point $t_c$ on a circular manifold; motif $i$ is accessible
+where $t_c$ lies within an arc around the motif's centre, so the true accessibility $a_c$ is sparse and changes
+continuously along the manifold. A pair interacts when it carries a compatible (enhancer motif, promoter motif)
+pair whose motifs are **both accessible** in that cell line. Enhancers are drawn per cell line with a bias towards
+accessible motifs (candidate enhancers come from open chromatin), so an unlabelled support set carries information
+about $a_c$. The simulation is written in the real formats and read back through the same validated loaders a
+user's files go through; with `pairs` given, the user's files are read instead. Sequences are one-hot encoded once
+at their own lengths and the PWM scan of every region is cached.
 """),
     code("""
-data = S.load(params)
-print(f"{len(data.pairs)} pairs, {len(data.enhancers)} enhancers × {data.enh_onehot.shape[2]} bp, "
-      f"{len(data.promoters)} promoters × {data.prom_onehot.shape[2]} bp, {len(data.cell_lines)} cell lines, "
-      f"{len(data.motifs)} JASPAR motifs: {', '.join(m.name for m in data.motifs)}")
-data.summary().T
+epi_data = S.load(params)  # not `data`: that name is a parameter (a rerun of the parameters cell reads it)
+params, adjusted = S.fit_to_data(params, epi_data)
+print(epi_data.describe())
+for note in adjusted:
+    print("set from the data:", note)
+epi_data.summary().T
 """, "nbval-check-output"),
     md("""
-The ground truth the gates should find (simulated data only): which motifs each cell line exposes.
+The ground truth the gates should find, when there is one (the simulator's, or a user's `truth` table): which
+motifs each cell line exposes. Without it, the cell says what this run cannot check.
 """),
     code("""
-truth = pd.DataFrame(data.truth["accessibility"], index=data.cell_lines, columns=data.truth["motif_names"])
-truth.assign(position=np.round(data.truth["position"], 3))
+truth_view = S.truth_table(epi_data)
+for line in S.unchecked_without_truth(epi_data, params):
+    print(line)
+truth_view
 """, "nbval-check-output"),
     md("""
 ## 2 · The model, and the contract that it is the model designed
@@ -117,12 +137,12 @@ logit; (ii) every configured weight is read by a term and every active term send
 must shape. Below: SFMN passes; three deliberately broken configurations fail and say why.
 """),
     code("""
-split0 = S.loco_splits(data, params)[0]
-inputs = S.PairInputs(data, params.encoder)
-print(S.build_model("sfmn", data, inputs, split0, params))
+split0 = S.loco_splits(epi_data, params)[0]
+inputs = S.PairInputs(epi_data, params.encoder)
+print(S.build_model("sfmn", epi_data, inputs, split0, params))
 """, "nbval-check-output"),
     code("""
-contract = S.contract_demo(data, params)
+contract = S.contract_demo(epi_data, params)
 with pd.option_context("display.max_colwidth", 200):
     display(contract)
 """, "nbval-check-output"),
@@ -137,8 +157,8 @@ appears in training, so the *region-disjoint* score (pairs whose enhancer and pr
 measurable. Degenerate gates raise a `GateWarning` while training.
 """),
     code("""
-splits = S.loco_splits(data, params)
-results, history, kept = S.run_loco(data, params, splits)
+splits = S.loco_splits(epi_data, params)
+results, history, kept = S.run_loco(epi_data, params, splits)
 cols = ["model", "seed", "test_cell_line", "test_aupr", "test_auroc", "test_f1", "train_aupr", "gap",
         "disjoint_aupr", "n_disjoint_pos", "gate_active", "gate_recovery_unseen", "best_epoch", "seconds"]
 results[[c for c in cols if c in results]].round(3)
@@ -165,17 +185,27 @@ plots.monitor_curves(history[history.model.isin(["sfmn", "film"])])
     md("""
 ## 5 · Gates against the truth
 
-The learned gate of every cell line (the held-out one marked *unseen*) next to the simulator's accessibility.
-Gate recovery is the AUROC of $g_c$ (enhancer and promoter halves averaged per motif) against $a_c$.
+The learned gate of every cell line (the held-out one marked *unseen*) next to the truth where there is one.
+Gate recovery is the AUROC of $g_c$ (enhancer and promoter halves averaged per motif) against $a_c$, over the
+motifs whose accessibility the truth gives; 0.5 is chance.
 """),
     code("""
-first = kept[("sfmn", params.seeds[0], data.cell_lines[splits[0].test])]
-frame = S.gate_frame(S.all_gates(first.model, len(data.cell_lines)), data, splits[0].test)
-recovery = S.gate_recovery(S.all_gates(first.model, len(data.cell_lines)), data.truth["accessibility"])
-print("gate recovery AUROC per cell line:", {c: round(float(v), 3) for c, v in zip(data.cell_lines, recovery, strict=True)})
-print(f"similar cell lines, similar gates: Spearman ρ(manifold distance, gate distance) = "
-      f"{frame.attrs['similarity_rho']:.2f}")
-plots.gate_heatmap(frame)
+first = kept[("sfmn", params.seeds[0], epi_data.cell_lines[splits[0].test])] if "sfmn" in params.models else None
+frame, recovery = None, None
+if first is None:
+    print("SFMN is not among `models`: no gates to show.")
+else:
+    gates = S.all_gates(first.model, len(epi_data.cell_lines))
+    frame = S.gate_frame(gates, epi_data, splits[0].test)
+    if epi_data.truth is not None and params.encoder == "pwm":
+        recovery = S.recovery_table(gates, epi_data, splits[0])
+        display(recovery)
+    else:
+        print("gate recovery: not checked (" + ("no truth table given)" if epi_data.truth is None else "cnn encoder)"))
+    if "similarity_rho" in frame.attrs:
+        print(f"similar cell lines, similar gates: Spearman ρ({frame.attrs['similarity_reference']}, gate distance)"
+              f" = {frame.attrs['similarity_rho']:.2f}")
+    display(plots.gate_heatmap(frame))
 """, "nbval-ignore-output"),
     md("""
 ## 6 · Gate explorer
@@ -184,19 +214,27 @@ Pick a cell line (seen or unseen), move single gate entries or the "keep top" sp
 and AUPR for that cell line update. The same `update` function is what the tests call.
 """),
     code("""
-explorer = gate_explorer(first, data, inputs, splits[0])
-display(explorer.widget())  # interactive in JupyterLab: any change redraws below the sliders
-explorer.chart(explorer.update(data.cell_lines[splits[0].test]))  # the starting state, drawn statically
+explorer = gate_explorer(first, epi_data, inputs, splits[0]) if first is not None else None
+if explorer is not None:
+    display(explorer.widget())  # interactive in JupyterLab: any change redraws below the sliders
+    display(explorer.chart(explorer.update(epi_data.cell_lines[splits[0].test])))  # the starting state, static
 """, "nbval-ignore-output"),
     code("""
-unseen = data.cell_lines[splits[0].test]
 rows = []
-for keep in (1.0, 0.5, 0.25, 0.1):
-    r = explorer.update(unseen, keep=keep)
-    rows.append({"cell line": unseen, "keep top": keep, "active gates": int((r["gate"] > 0).sum()), "AUPR": r["aupr"]})
-r = explorer.update(unseen, gate=np.tile(truth.loc[unseen].to_numpy(), 2))
-rows.append({"cell line": unseen, "keep top": "true accessibility as gate", "active gates": int((r["gate"] > 0).sum()),
-             "AUPR": r["aupr"]})
+if explorer is not None:
+    unseen = epi_data.cell_lines[splits[0].test]
+    for keep in (1.0, 0.5, 0.25, 0.1):
+        r = explorer.update(unseen, keep=keep)
+        rows.append({"cell line": unseen, "keep top": keep, "active gates": int((r["gate"] > 0).sum()),
+                     "AUPR": r["aupr"]})
+    known = truth_view is not None and params.encoder == "pwm" and unseen in truth_view.index
+    motif_truth = epi_data.truth["accessibility"][splits[0].test] if known else None
+    if motif_truth is not None and np.isfinite(motif_truth).all():
+        r = explorer.update(unseen, gate=np.tile(motif_truth, 2))
+        rows.append({"cell line": unseen, "keep top": "true accessibility as gate",
+                     "active gates": int((r["gate"] > 0).sum()), "AUPR": r["aupr"]})
+    else:
+        print("true accessibility as gate: not shown (no complete truth for", unseen + ")")
 pd.DataFrame(rows).round(3)
 """, "nbval-ignore-output"),
     md("""
@@ -214,7 +252,7 @@ first fold.
     code("""
 with warnings.catch_warnings(record=True) as caught:
     warnings.simplefilter("always", S.GateWarning)
-    abl = S.ablations(data, params, splits[0], params.seeds[0]) if params.ablations else pd.DataFrame()
+    abl = S.ablations(epi_data, params, splits[0], params.seeds[0]) if params.ablations else pd.DataFrame()
 for w in caught:
     print("GateWarning:", w.message)
 if len(abl):
@@ -223,14 +261,17 @@ if len(abl):
     display(plots.ablation_bars(abl))
 """, "nbval-ignore-output"),
     md("""
-## 8 · The seed's success criteria
+## 8 · The seed's success criteria, and what this run found
 
-Measured on this run (at `quick` the model is barely trained and one seed gives no sd; the standard-preset numbers
-are in the README and in `runs/sfmn/metrics.json`).
+Each criterion with its measured value; a verdict needs the evidence (one seed gives no seed-to-seed sd, no truth
+gives no gate recovery: those read "not tested"). The conclusions below are built from this run's numbers.
 """),
     code("""
 success = S.success_table(summary, history, frame)
-success
+with pd.option_context("display.max_colwidth", 120):
+    display(success.drop(columns="pass"))
+for sentence in S.conclusions(summary, success, results, abl, epi_data):
+    print("•", sentence)
 """, "nbval-ignore-output"),
     md("""
 ## 9 · Outputs
@@ -241,11 +282,17 @@ monitor per epoch of every run), one CSV per table, and each chart as PNG + HTML
 """),
     code("""
 charts = {"loco": plots.loco_bars(results), "gap": plots.gap_scatter(results),
-          "monitors": plots.monitor_curves(history[history.model.isin(["sfmn", "film"])]),
-          "gate_heatmap": plots.gate_heatmap(frame)}
-tables = {"loco_results": results, "summary": summary, "contract": contract, "success": success, "gates": frame,
-          "ablations": abl}
+          "monitors": plots.monitor_curves(history[history.model.isin(["sfmn", "film"])])}
+tables = {"loco_results": results, "summary": summary, "contract": contract, "success": success, "ablations": abl}
+if frame is not None:
+    charts["gate_heatmap"] = plots.gate_heatmap(frame)
+    tables["gates"] = frame
+if recovery is not None:
+    tables["gate_recovery"] = recovery
 metrics = {**S.headline(summary, results), "seconds": time.perf_counter() - started,
+           "data": epi_data.sources, "data_notes": epi_data.notes + adjusted,
+           "gate_recovery_unseen": S.unseen_recovery(results), "truth_given": epi_data.truth is not None,
+           "conclusions": S.conclusions(summary, success, results, abl, epi_data),
            "success": success.to_dict(orient="records"), "contract": contract.to_dict(orient="records")}
 out = S.write_outputs(params, metrics, tables, charts, history)
 print(f"wrote {out} in {metrics['seconds']:.0f} s")
