@@ -56,8 +56,12 @@ def test_atomic_write_leaves_nothing_on_failure(tmp_path):
 
 
 def test_json_and_csv_writers(tmp_path):
-    io.write_json(tmp_path / "m.json", {"nan": float("nan"), "x": 1.5})
-    assert json.loads((tmp_path / "m.json").read_text()) == {"nan": None, "x": 1.5}
+    io.write_json(tmp_path / "m.json", {"nan": float("nan"), "x": 1.5, "auroc": {"sd": [0.1, float("-inf")]}})
+    assert json.loads((tmp_path / "m.json").read_text()) == {  # null, never silently: every one is listed
+        "nan": None, "x": 1.5, "auroc": {"sd": [0.1, None]}, "non_finite": {"nan": "nan", "auroc.sd[1]": "-inf"}}
+    with pytest.raises(ValueError, match=r"\[1\] is inf, which JSON cannot hold"):
+        io.write_json(tmp_path / "list.json", [1.0, float("inf")])
+    assert not (tmp_path / "list.json").exists()
     io.write_csv(tmp_path / "t.csv", pd.DataFrame({"a": [1, 2]}))
     assert pd.read_csv(tmp_path / "t.csv").a.tolist() == [1, 2]
 
@@ -138,3 +142,59 @@ def test_subclass_limits_and_require_range_name_the_element():
         Sized.from_preset("quick", dims=[8, 4096])
     with pytest.raises(ParameterError, match=r"Sized.dims\[0\]: expected int, got True"):
         Sized.from_preset("quick", dims=[True])
+
+
+# --------------------------------------------------------------------------- one generation of outputs
+
+
+def outputs(out, value, **extra):
+    return io.write_study_outputs(out, params={"seed": value}, metrics={"value": value},
+                                  tables={"scores": pd.DataFrame({"v": [value]}), **extra})
+
+
+def test_a_generation_replaces_the_previous_results_and_keeps_what_it_does_not_own(tmp_path):
+    out = tmp_path / "study"
+    outputs(out, 1, old_only=pd.DataFrame({"a": [1]}))
+    (out / "data").mkdir()
+    (out / "data" / "X.mtx").write_text("simulated")
+    (out / "01_study.ipynb").write_text("{}")  # papermill's executed notebook, written during the run
+    (out / "my_notes.txt").write_text("mine")
+    outputs(out, 2)
+    assert sorted(p.name for p in out.iterdir()) == [".generation.json", "01_study.ipynb", "data", "metrics.json",
+                                                     "my_notes.txt", "scores.csv"]  # old_only.csv went with gen 1
+    assert (out / "data" / "X.mtx").read_text() == "simulated" and (out / "my_notes.txt").read_text() == "mine"
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["value"] == 2 and metrics["params"] == {"seed": 2}
+    info = metrics["run_info"]
+    assert set(info) == {"written_at", "params_fingerprint", "git_commit", "git_dirty"}
+    assert info["written_at"].endswith("+00:00") and len(info["params_fingerprint"]) == 16
+    assert [p.name for p in tmp_path.iterdir()] == ["study"]  # no temp directory left beside it
+
+
+def test_a_run_that_dies_midway_leaves_the_previous_generation_whole(tmp_path):
+    out = tmp_path / "study"
+    outputs(out, 1)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+
+    class Broken:
+        def save(self, *args, **kwargs):
+            raise RuntimeError("vl-convert crashed")
+
+    with pytest.raises(RuntimeError, match="vl-convert crashed"):
+        io.write_study_outputs(out, params={"seed": 2}, metrics={"value": 2},
+                               tables={"scores": pd.DataFrame({"v": [2]})}, charts={"chart": Broken()})
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert [p.name for p in tmp_path.iterdir()] == ["study"]
+
+
+def test_leftovers_of_a_killed_run_are_cleaned_or_restored(tmp_path):
+    out = tmp_path / "study"
+    outputs(out, 1)
+    dead = 2**22 + 12345  # above the default pid_max: no such process
+    (tmp_path / f".study.new-{dead}-abc").mkdir()
+    outputs(out, 2)
+    assert [p.name for p in tmp_path.iterdir()] == ["study"]
+    out.rename(tmp_path / f".study.old-{dead}-xyz")  # killed between the two renames of a swap
+    outputs(out, 3)
+    assert json.loads((out / "metrics.json").read_text())["value"] == 3
+    assert [p.name for p in tmp_path.iterdir()] == ["study"]
