@@ -241,8 +241,11 @@ def _execute(notebook: Path, todo: list[GridPoint], parameters: dict[str, dict[s
     """Submit ``todo`` and record each point's outcome in ``reports`` as it arrives."""
     from distributed import Client, LocalCluster, as_completed
 
-    cluster = None if scheduler else LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                                                  dashboard_address=None)
+    # dashboard_address=None turns the dashboard off but the scheduler still serves HTTP on the fixed port
+    # 8787 (falling back with a warning when taken): every sweep on the machine contended for it.
+    cluster = None if scheduler else LocalCluster(
+        n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None,
+        scheduler_kwargs={"dashboard": False, "dashboard_address": "127.0.0.1:0"})
     try:
         with Client(scheduler or cluster) as client:
             futures = {client.submit(execute_point, str(notebook), parameters[p.key], str(out / p.key), threads,
