@@ -123,6 +123,14 @@ def test_papermill_values_override_the_cell_and_json_text_lists_are_read():
     assert from_cells(PARAMETERS_CELL).chip_effect == 0.3  # the result variable in globals is never read
 
 
+def test_without_stored_history_the_namespace_is_read_quietly(recwarn):
+    """nbval executes cells with store_history=False: ``In`` is only ['']."""
+    params = H2Params.from_namespace({"In": [""], "preset": "quick", "chip_effect": 0})
+    assert params.chip_effect == 0.0 and not recwarn.list
+    with pytest.warns(UserWarning, match="no parameters cell"):
+        H2Params.from_namespace({"In": ["", "x = compute()"], "chip_effect": 0})
+
+
 def test_subclass_limits_and_require_range_name_the_element():
     import dataclasses
 

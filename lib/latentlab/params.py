@@ -97,11 +97,15 @@ class StudyParams:
         With IPython's input history in ``namespace`` (a kernel's ``globals()``), values come from
         the latest executed parameters cell (only ``name = literal`` lines, one of them ``preset``),
         papermill's injected cell and later literal-only cells that set only parameters. Without
-        history (a plain mapping), the fields are picked out of the mapping.
+        stored history (a plain mapping; nbval, which executes cells without storing them), the
+        fields are picked out of the mapping.
         """
         history = namespace.get("In") or namespace.get("_ih")
         chosen = None
-        if isinstance(history, list) and all(isinstance(s, str) for s in history):
+        # a kernel asked not to store history (nbval runs cells with store_history=False) has only ''
+        stored = isinstance(history, list) and all(isinstance(s, str) for s in history) and any(
+            s.strip() for s in history)
+        if stored:
             chosen = cls._values_from_history(history)
             if chosen is None:
                 warnings.warn(f"{cls.__name__}.from_namespace: no parameters cell (name = literal lines "
