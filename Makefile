@@ -67,8 +67,9 @@ notebooks: setup
 sweep: setup
 	$(VENV)/bin/latentlab sweep $(NOTEBOOK) --grid $(GRID) $(if $(SCHEDULER),--scheduler $(SCHEDULER),)
 
+# Always behind a token (a fresh one each start, or LAB_TOKEN=...), even when a user's Jupyter config disables it.
 lab: setup
-	$(VENV)/bin/jupyter lab --ip=127.0.0.1 --no-browser --allow-root --ServerApp.root_dir=$(CURDIR) --LabApp.extension_manager=readonly
+	$(VENV)/bin/latentlab lab --root $(CURDIR)
 
 bench: setup
 	@for b in fit_overhead h2 sfmn recon setvae sweep; do echo "== benchmarks/$$b.py"; $(PY) benchmarks/$$b.py || exit 1; done

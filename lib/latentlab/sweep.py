@@ -14,6 +14,13 @@ collected into one tidy table (CSV and Parquet).
 Scheduling is Dask's: a ``LocalCluster`` on this machine by default, or an
 existing cluster via ``scheduler="tcp://HOST:PORT"``.
 
+Every sweep ends with a status table (``status.csv``, one row per grid point):
+``done`` (its ``done.json`` and ``metrics.json`` read back), ``failed`` (with the
+error: the notebook's exception, a worker that died running it, an unreadable
+result) or ``missing`` (never reported, e.g. the scheduler went away). What
+finished is collected even when other points failed. A point is skipped on a
+rerun only when its ``done.json`` reads back with the same parameters.
+
 Reading a sweep (what a study notebook's "Reading a sweep" section calls)::
 
     results = load_results("runs/sweeps/recon_ablation")   # dir or results.csv/.parquet; validated
@@ -38,12 +45,15 @@ from __future__ import annotations
 import ast
 import dataclasses
 import fnmatch
+import hashlib
 import itertools
 import json
+import math
 import os
 import re
 import time
 import traceback
+import warnings
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -69,12 +79,36 @@ GRID_KEYS = ("base", "grid", "notebook", "description", "metrics")
 @dataclasses.dataclass(frozen=True)
 class GridPoint:
     params: dict[str, Any]
+    suffix: str = ""  # set by read_grid when two points' readable keys collide (1 vs "1", "a/b" vs "a-b")
+
+    @property
+    def readable_key(self) -> str:
+        """``arm=A__gamma=5.0__seed=0``: readable and filesystem-safe, but lossy (types, odd characters)."""
+        parts = [f"{k}={'+'.join(map(str, v)) if isinstance(v, list) else v}" for k, v in sorted(self.params.items())]
+        return re.sub(r"[^A-Za-z0-9=._+-]", "-", "__".join(parts))
 
     @property
     def key(self) -> str:
-        """A readable, filesystem-safe, stable id: ``arm=A__gamma=5.0__seed=0``."""
-        parts = [f"{k}={'+'.join(map(str, v)) if isinstance(v, list) else v}" for k, v in sorted(self.params.items())]
-        return re.sub(r"[^A-Za-z0-9=._+-]", "-", "__".join(parts))
+        """A stable id, unique within its grid: the readable key, plus a hash of the exact values if needed."""
+        return self.readable_key + (f"--{self.suffix}" if self.suffix else "")
+
+    def exact(self) -> str:
+        """The parameters with their types (``1`` and ``"1"`` differ), as canonical JSON."""
+        return json.dumps(self.params, sort_keys=True, default=str)
+
+
+def _disambiguate(points: list[GridPoint]) -> list[GridPoint]:
+    """Points whose readable keys collide get a short hash of their exact values appended."""
+    counts: dict[str, int] = {}
+    for point in points:
+        counts[point.readable_key] = counts.get(point.readable_key, 0) + 1
+    out = []
+    for point in points:
+        if counts[point.readable_key] > 1:
+            digest = hashlib.sha256(point.exact().encode()).hexdigest()[:8]
+            point = dataclasses.replace(point, suffix=f"h{digest}")
+        out.append(point)
+    return out
 
 
 @dataclasses.dataclass(frozen=True)
@@ -118,8 +152,13 @@ def read_grid(path: str | Path) -> Grid:
     if overlap:
         raise GridError(f"{path}: {sorted(overlap)} appear in both base and grid")
     names = list(axes)
+    for name, values in axes.items():
+        exact = [json.dumps(v, sort_keys=True, default=str) for v in values]
+        repeated = sorted({v for v in exact if exact.count(v) > 1})
+        if repeated:
+            raise GridError(f"{path}: grid axis {name!r} lists the value(s) {repeated} more than once")
     points = [GridPoint(dict(zip(names, combo, strict=True))) for combo in itertools.product(*axes.values())]
-    return Grid(base, points, metrics)
+    return Grid(base, _disambiguate(points), metrics)
 
 
 def execute_point(notebook: str, parameters: dict[str, Any], out_dir: str, threads: int = 1) -> dict[str, Any]:
@@ -140,6 +179,7 @@ def execute_point(notebook: str, parameters: dict[str, Any], out_dir: str, threa
         )
         if not (out / "metrics.json").exists():
             raise RuntimeError(f"{notebook} finished but wrote no metrics.json into {out}")
+        read_json_file(out / "metrics.json")  # a point counts as done only if its result reads back
         status.update(ok=True, error=None)
         io.write_json(out / "done.json", {"parameters": parameters, "seconds": time.perf_counter() - started})
     except Exception as exc:  # report every failure; the sweep goes on
@@ -164,9 +204,12 @@ def run_sweep(
     workers: int = 2,
     threads_per_worker: int = 1,
 ) -> pd.DataFrame:
-    """Execute every unfinished grid point on Dask and return the status table (one row per point)."""
-    from distributed import Client, LocalCluster, as_completed
+    """Execute every unfinished grid point on Dask; return the status of every point (see module doc).
 
+    Never loses finished points: a point whose worker dies (``KilledWorker``) or whose future errs is
+    recorded as failed with its error, and if the cluster itself fails the points not reported yet are
+    recorded as missing. ``status.csv`` is written in every case.
+    """
     notebook = Path(notebook).resolve()
     if not notebook.exists():
         raise GridError(f"{notebook}: notebook not found")
@@ -175,22 +218,110 @@ def run_sweep(
     out.mkdir(parents=True, exist_ok=True)
     grid_text = Path(grid).read_text()  # kept with the results: which grid (and summary metrics) made them
     io.atomic_write(out / "grid.yaml", lambda p: p.write_text(grid_text))
-    todo = [p for p in points if not (out / p.key / "done.json").exists()]
-    statuses = [{"point": p.key, "dir": str(out / p.key), "ok": True, "error": None, "seconds": 0.0,
-                 "skipped": True} for p in points if p not in todo]
-    if todo:
-        cluster = None if scheduler else LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                                                      dashboard_address=None)
+    parameters = {p.key: {**base, **p.params} for p in points}
+    reports: dict[str, dict[str, Any]] = {}
+    todo = []
+    for point in points:
+        finished = _finished(out / point.key, parameters[point.key])
+        if finished is True:
+            reports[point.key] = {"state": "done", "skipped": True, "seconds": 0.0, "error": None}
+        else:
+            todo.append(point)
+    try:
+        if todo:
+            _execute(notebook, todo, parameters, out, reports, scheduler, workers, threads_per_worker)
+    finally:
+        table = status_table(points, reports, out)
+        io.write_csv(out / "status.csv", table)
+    return table
+
+
+def _execute(notebook: Path, todo: list[GridPoint], parameters: dict[str, dict[str, Any]], out: Path,
+             reports: dict[str, dict[str, Any]], scheduler: str | None, workers: int, threads: int) -> None:
+    """Submit ``todo`` and record each point's outcome in ``reports`` as it arrives."""
+    from distributed import Client, LocalCluster, as_completed
+
+    # dashboard_address=None turns the dashboard off but the scheduler still serves HTTP on the fixed port
+    # 8787 (falling back with a warning when taken): every sweep on the machine contended for it.
+    cluster = None if scheduler else LocalCluster(
+        n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None,
+        scheduler_kwargs={"dashboard": False, "dashboard_address": "127.0.0.1:0"})
+    try:
         with Client(scheduler or cluster) as client:
-            futures = [client.submit(execute_point, str(notebook), {**base, **p.params}, str(out / p.key),
-                                     threads_per_worker, key=f"point-{p.key}", pure=False) for p in todo]
+            futures = {client.submit(execute_point, str(notebook), parameters[p.key], str(out / p.key), threads,
+                                     key=f"point-{p.key}", pure=False): p.key for p in todo}
             for future in _progress(as_completed(futures), len(futures)):
-                statuses.append({**future.result(), "skipped": False})
+                key = futures[future]
+                try:
+                    result = future.result()
+                except Exception as exc:  # KilledWorker, a lost scheduler, ...: this point only
+                    result = {"ok": False, "error": _worker_error(exc), "seconds": math.nan}
+                reports[key] = {"state": "done" if result["ok"] else "failed", "skipped": False,
+                                "seconds": result.get("seconds", math.nan), "error": result["error"]}
+    finally:
         if cluster is not None:
             cluster.close()
-    table = pd.DataFrame(statuses)
-    io.write_csv(out / "status.csv", table)
-    return table
+
+
+def _worker_error(exc: BaseException) -> str:
+    name = type(exc).__name__
+    if name == "KilledWorker":
+        return (f"KilledWorker: the Dask worker running this point died (out of memory, a crash, or killed); "
+                f"{_short_error(exc)}")
+    return f"{name}: {_short_error(exc)}"
+
+
+def _finished(point_dir: Path, parameters: dict[str, Any]) -> bool | str:
+    """True when the point's done.json and metrics.json read back and done.json has these parameters;
+    else the reason it does not count as finished (None-like: no done.json at all)."""
+    done = point_dir / "done.json"
+    if not done.exists():
+        return "no done.json"
+    try:
+        record = read_json_file(done)
+        read_json_file(point_dir / "metrics.json")
+    except ResultsError as exc:
+        return str(exc)
+    if not isinstance(record, dict) or "parameters" not in record:
+        return f"{done}: no 'parameters' record"
+    if _canonical(record["parameters"]) != _canonical(parameters):
+        return f"{done}: written for other parameters ({record['parameters']!r})"
+    return True
+
+
+def _canonical(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, default=str)
+
+
+def read_json_file(path: Path) -> Any:
+    """A JSON file, or a ResultsError naming it, the line/column and what was found."""
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise ResultsError(f"{path}: missing") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ResultsError(f"{path}: unreadable ({type(exc).__name__}: {exc})") from None
+    if not text.strip():
+        raise ResultsError(f"{path}: empty file (the run was cut off while writing it?)")
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ResultsError(f"{path}: not valid JSON at line {exc.lineno}, column {exc.colno} ({exc.msg}); "
+                           "truncated or hand-edited?") from None
+
+
+def status_table(points: list[GridPoint], reports: dict[str, dict[str, Any]], out: Path) -> pd.DataFrame:
+    """One row per grid point: state done / failed / missing, with the error; ``ok`` = done."""
+    rows = []
+    for point in points:
+        report = reports.get(point.key)
+        if report is None:
+            report = {"state": "missing", "skipped": False, "seconds": math.nan,
+                      "error": "never reported (the sweep stopped or the cluster failed before this point finished)"}
+        rows.append({"point": point.key, "state": report["state"], "ok": report["state"] == "done",
+                     "skipped": report["skipped"], "seconds": report["seconds"], "error": report["error"],
+                     "dir": str(out / point.key)})
+    return pd.DataFrame(rows, columns=["point", "state", "ok", "skipped", "seconds", "error", "dir"])
 
 
 def _progress(iterable: Iterable, total: int) -> Iterable:
@@ -203,19 +334,19 @@ def collect(sweep_dir: str | Path, *, summary: bool = True) -> pd.DataFrame:
     """One tidy row per finished point: its grid parameters plus every scalar in its metrics.json.
 
     List-valued parameters become plain values: a one-element list its element (``arms: [A]`` →
-    ``A``), a longer one its items joined by ``+`` (as in the point's key). With ``summary``, the
-    summary over seeds (``write_summary``) is written next to the table.
+    ``A``), a longer one its items joined by ``+`` (as in the point's key). A point whose done.json or
+    metrics.json cannot be read is left out with a warning naming the file (and listed in
+    ``table.attrs["unreadable"]``); the others are still collected. With ``summary``, the summary over
+    seeds (``write_summary``) is written next to the table.
     """
     sweep_dir = Path(sweep_dir)
-    rows = []
+    rows, unreadable = [], {}
     for done in sorted(sweep_dir.glob("*/done.json")):
-        parameters = json.loads(done.read_text())["parameters"]
-        metrics = json.loads((done.parent / "metrics.json").read_text())
-        metrics.pop("params", None)
-        flat = pd.json_normalize(metrics, sep=".").iloc[0].to_dict()
-        scalars = {k: v for k, v in flat.items() if isinstance(v, int | float | str | bool) or v is None}
-        rows.append({"point": done.parent.name, **{f"param.{k}": _plain(v) for k, v in parameters.items()},
-                     **scalars})
+        try:
+            rows.append(_point_row(done))
+        except ResultsError as exc:
+            unreadable[done.parent.name] = str(exc)
+            warnings.warn(f"sweep point {done.parent.name} left out: {exc}", stacklevel=2)
     table = pd.DataFrame(rows)
     if len(table):
         io.write_csv(sweep_dir / "results.csv", table)
@@ -223,7 +354,25 @@ def collect(sweep_dir: str | Path, *, summary: bool = True) -> pd.DataFrame:
             {c: str for c in table.columns if table[c].dtype == object}).to_parquet(p, index=False))
         if summary:
             write_summary(sweep_dir, table)
+    table.attrs["unreadable"] = unreadable
     return table
+
+
+def _point_row(done: Path) -> dict[str, Any]:
+    record = read_json_file(done)
+    if not isinstance(record, dict) or not isinstance(record.get("parameters"), dict):
+        raise ResultsError(f"{done}: expected {{\"parameters\": {{...}}, ...}} as execute_point writes, "
+                           f"found {type(record).__name__}")
+    metrics = read_json_file(done.parent / "metrics.json")
+    if not isinstance(metrics, dict):
+        raise ResultsError(f"{done.parent / 'metrics.json'}: expected a JSON object, found {type(metrics).__name__}")
+    metrics.pop("params", None)
+    metrics.pop("run_info", None)
+    metrics.pop("non_finite", None)  # those values are null in the file, NaN in the table
+    flat = pd.json_normalize(metrics, sep=".").iloc[0].to_dict() if metrics else {}
+    scalars = {k: v for k, v in flat.items() if isinstance(v, int | float | str | bool) or v is None}
+    return {"point": done.parent.name, **{f"param.{k}": _plain(v) for k, v in record["parameters"].items()},
+            **scalars}
 
 
 def _plain(value: Any) -> Any:

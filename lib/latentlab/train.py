@@ -18,14 +18,27 @@ Optional model hooks, all duck-typed:
   term's graph *reaches* every target group, not that the first batch's gradient is non-zero.
 - ``check_design(batch)``: extra structural checks; raise ``ContractError``.
 - ``after_step(ctx)``: explicit per-step state updates (never in ``forward``).
+- ``resume_attributes``: the attributes (dotted paths allowed, e.g. ``"task_loss.ema"``) that
+  ``after_step`` (or anything outside parameters and buffers) changes during training. A
+  checkpoint saves them and a resume restores them, so a resumed run equals an uninterrupted
+  one bit for bit. Values may be numbers, strings, bools, None, tensors, numpy arrays, numpy
+  ``Generator``s and lists/tuples/dicts of those. A model with ``after_step`` must declare it
+  (``()`` when after_step only touches parameters/buffers) before it can be checkpointed.
+
+Checkpoints (``checkpoint_path``) hold the model, optimizer, scheduler, history, early-stopping
+state, every RNG (torch, numpy's global, python's ``random``), the declared attributes and a
+fingerprint of the configuration (weights, lr, seed, epochs, optimizer, early stopping, the
+model's class and state-dict shapes, the first batch). A checkpoint whose fingerprint differs is
+refused, naming what differs; an empty, truncated or foreign file is refused naming the file.
 """
 
 from __future__ import annotations
 
 import copy
 import dataclasses
+import hashlib
 import math
-import os
+import pickle
 import random
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -45,6 +58,13 @@ class ContractError(RuntimeError):
 
 class DivergenceError(FloatingPointError):
     """A loss term became NaN or infinite during training."""
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint cannot be resumed from: unreadable, foreign, or written by another configuration."""
+
+
+CHECKPOINT_FORMAT = "latentlab.train.fit/2"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -233,10 +253,189 @@ def _check_term_gradient(model: nn.Module, name: str, term: torch.Tensor) -> dic
 
 
 def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    from latentlab import io
+
+    io.atomic_write(path, lambda tmp: torch.save(state, tmp))
+
+
+# --------------------------------------------------------------------------- resume: state and fingerprint
+
+
+def rng_state() -> dict[str, Any]:
+    """Every global RNG as weights-only-loadable values (tensors, ints, tuples)."""
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    return {"torch": torch.get_rng_state(), "python": random.getstate(),
+            "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+                      "has_gauss": int(has_gauss), "gauss": float(gauss)}}
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    version, internal, gauss_next = state["python"]
+    random.setstate((version, tuple(internal), gauss_next))
+    n = state["numpy"]
+    np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"]))
+
+
+def _resume_attributes(model: nn.Module) -> tuple[str, ...]:
+    declared = getattr(model, "resume_attributes", None)
+    if declared is None:
+        if hasattr(model, "after_step"):
+            raise ContractError(
+                f"{type(model).__name__} has after_step but declares no resume_attributes: name the attributes "
+                "after_step changes (resume_attributes = ('ema', ...), or () if it only touches parameters and "
+                "buffers) so a checkpoint can restore them")
+        return ()
+    if isinstance(declared, str) or not all(isinstance(a, str) for a in declared):
+        raise ContractError(f"{type(model).__name__}.resume_attributes must be a tuple of attribute names, "
+                            f"got {declared!r}")
+    return tuple(declared)
+
+
+def _get_path(obj: Any, dotted: str) -> Any:
+    for part in dotted.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def _set_path(obj: Any, dotted: str, value: Any) -> None:
+    *parents, last = dotted.split(".")
+    for part in parents:
+        obj = getattr(obj, part)
+    setattr(obj, last, value)
+
+
+def _pack(value: Any, where: str) -> Any:
+    """A declared attribute's value as weights-only-loadable data (numpy arrays/Generators tagged)."""
+    if value is None or isinstance(value, bool | int | float | str | torch.Tensor):
+        return value.detach().clone() if isinstance(value, torch.Tensor) else copy.copy(value)
+    if isinstance(value, np.ndarray):
+        return {"__ndarray__": torch.from_numpy(value.copy())}
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.random.Generator):
+        return {"__np_generator__": type(value.bit_generator).__name__, "state": value.bit_generator.state}
+    if isinstance(value, list | tuple):
+        packed = [_pack(v, f"{where}[{i}]") for i, v in enumerate(value)]
+        return packed if isinstance(value, list) else {"__tuple__": packed}
+    if isinstance(value, dict):
+        return {"__dict__": [[_pack(k, f"{where} key"), _pack(v, f"{where}[{k!r}]")] for k, v in value.items()]}
+    raise ContractError(f"resume attribute {where} holds a {type(value).__name__}, which a checkpoint cannot store "
+                        "(numbers, strings, tensors, numpy arrays/Generators and lists/dicts of them)")
+
+
+def _unpack(value: Any) -> Any:
+    if isinstance(value, list):
+        return [_unpack(v) for v in value]
+    if isinstance(value, dict):
+        if "__ndarray__" in value:
+            return value["__ndarray__"].numpy().copy()
+        if "__np_generator__" in value:
+            bit_generator = getattr(np.random, value["__np_generator__"])()
+            bit_generator.state = value["state"]
+            return np.random.Generator(bit_generator)
+        if "__tuple__" in value:
+            return tuple(_unpack(v) for v in value["__tuple__"])
+        if "__dict__" in value:
+            return {_unpack(k): _unpack(v) for k, v in value["__dict__"]}
+    return value
+
+
+def _digest(obj: Any) -> str:
+    """A short content hash of a batch (tensors, arrays, numbers, containers) for the fingerprint."""
+    h = hashlib.sha256()
+
+    def feed(x: Any) -> None:
+        if isinstance(x, torch.Tensor):
+            t = x.detach().cpu().contiguous()
+            h.update(f"T{t.dtype}{tuple(t.shape)}".encode())
+            h.update(t.numpy().tobytes() if t.dtype != torch.bfloat16 else t.float().numpy().tobytes())
+        elif isinstance(x, np.ndarray):
+            h.update(f"A{x.dtype}{x.shape}".encode() + np.ascontiguousarray(x).tobytes())
+        elif isinstance(x, dict):
+            for k in sorted(x, key=str):
+                h.update(str(k).encode())
+                feed(x[k])
+        elif isinstance(x, list | tuple):
+            h.update(f"L{len(x)}".encode())
+            for v in x:
+                feed(v)
+        else:
+            h.update(repr(x).encode() if isinstance(x, int | float | str | bool | type(None)) else type(x).__name__.encode())
+
+    feed(obj)
+    return h.hexdigest()[:16]
+
+
+def _weight_signature(weight: Weight, epochs: int) -> str:
+    """A number as itself; a schedule by its values at probe points (its name alone would miss edits)."""
+    if not callable(weight):
+        return repr(float(weight))
+    probes = sorted({0, 1, epochs // 2, max(epochs - 1, 0)})
+    values = [resolve_weight(weight, StepContext(epoch=e, step=s, epochs=epochs, terms={}))
+              for e in probes for s in (0, 100, 10**6)]
+    return "schedule " + ",".join(f"{v:.6g}" for v in values)
+
+
+def fingerprint(model: nn.Module, first_batch: Any, weights: Mapping[str, Weight], *, epochs: int, lr: float,
+                seed: int, optimizer: torch.optim.Optimizer, scheduler: Any, early_stopping: EarlyStopping | None,
+                grad_clip: float | None, clip_mode: str) -> dict[str, str]:
+    """What a checkpoint must agree on to be resumed from (every value a string, for a readable diff)."""
+    groups = [{k: v for k, v in g.items() if k != "params"} for g in optimizer.param_groups]
+    try:
+        signatures = {name: _weight_signature(w, epochs) for name, w in sorted(weights.items())}
+    except Exception as exc:  # a schedule that needs term values: fall back to its name
+        signatures = {name: getattr(w, "__qualname__", repr(w)) for name, w in sorted(weights.items())}
+        signatures["note"] = f"schedules not probed ({type(exc).__name__})"
+    return {
+        "model": f"{type(model).__module__}.{type(model).__qualname__}",
+        "state_shapes": ";".join(f"{k}:{tuple(v.shape)}:{v.dtype}" for k, v in model.state_dict().items()),
+        "resume_attributes": ",".join(_resume_attributes(model)),
+        "weights": repr(signatures),
+        "epochs": str(epochs), "lr": repr(float(lr)), "seed": str(seed),
+        "optimizer": f"{type(optimizer).__name__} {groups!r}",
+        "scheduler": type(scheduler).__name__ if scheduler is not None else "none",
+        "early_stopping": repr(early_stopping),
+        "grad_clip": f"{grad_clip!r} {clip_mode}",
+        "first_batch": _digest(first_batch),
+    }
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Read a ``fit`` checkpoint (weights only); every failure names the file and what it holds."""
+    path = Path(path)
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"{path}: empty file, not a checkpoint (delete it to start afresh)")
+    try:
+        state = torch.load(path, weights_only=True, map_location="cpu")
+    except (pickle.UnpicklingError, AttributeError, ModuleNotFoundError) as exc:
+        raise CheckpointError(
+            f"{path}: holds Python objects a safe (weights-only) load refuses ({type(exc).__name__}); it was not "
+            f"written by latentlab.train.fit. Delete it or pass another checkpoint_path") from None
+    except Exception as exc:  # any parser failure: truncated zip, EOF, plain text, a directory, ...
+        raise CheckpointError(
+            f"{path}: not a readable torch checkpoint (truncated or another format: {type(exc).__name__}); "
+            "delete it to start afresh") from None
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+        found = sorted(map(str, state))[:8] if isinstance(state, dict) else type(state).__name__
+        raise CheckpointError(
+            f"{path}: not a {CHECKPOINT_FORMAT} checkpoint (found {found}); it was written by something else "
+            "or an older latentlab. Delete it to start afresh")
+    return state
+
+
+def _check_fingerprint(path: Path, saved: Mapping[str, str], current: Mapping[str, str]) -> None:
+    differ = [k for k in sorted(set(saved) | set(current)) if saved.get(k) != current.get(k)]
+    if differ:
+        lines = "; ".join(f"{k}: checkpoint {_clip(saved.get(k))} vs now {_clip(current.get(k))}" for k in differ)
+        raise CheckpointError(
+            f"{path}: written by a different configuration, refusing to resume from it ({lines}). "
+            "Delete it, or pass another checkpoint_path to keep both runs")
+
+
+def _clip(text: str | None, width: int = 160) -> str:
+    text = "missing" if text is None else text
+    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 def fit(
@@ -271,7 +470,8 @@ def fit(
     if clip_mode not in ("norm", "value"):
         raise ValueError(f"fit: clip_mode must be 'norm' or 'value', got {clip_mode!r}")
     batches_for = train_data if callable(train_data) else (lambda _epoch: train_data)
-    check_contract(model, _first_batch(batches_for), weights, epochs)
+    first_batch = _first_batch(batches_for)
+    check_contract(model, first_batch, weights, epochs)
 
     # fused Adam: ~10x faster optimizer steps on CPU for wide layers (e.g. 18,683-gene decoders)
     opt = optimizer(model) if optimizer else torch.optim.Adam(model.parameters(), lr=lr, fused=True)
@@ -280,16 +480,23 @@ def fit(
     best_state, best_epoch, best_score, bad_epochs = None, -1, None, 0
     start_epoch, resumed_from = 0, None
     ckpt = Path(checkpoint_path) if checkpoint_path else None
+    config = None
+    if ckpt:
+        config = fingerprint(model, first_batch, weights, epochs=epochs, lr=lr, seed=seed, optimizer=opt,
+                             scheduler=sched, early_stopping=early_stopping, grad_clip=grad_clip, clip_mode=clip_mode)
     seed_everything(seed)
     if ckpt and ckpt.exists():
-        state = torch.load(ckpt, weights_only=True)
+        state = load_checkpoint(ckpt)
+        _check_fingerprint(ckpt, state["fingerprint"], config)
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         if sched and state.get("scheduler"):
             sched.load_state_dict(state["scheduler"])
+        for name, value in state["attributes"].items():
+            _set_path(model, name, _unpack(value))
         history, best_state = state["history"], state["best_state"]
         best_epoch, best_score, bad_epochs = state["best_epoch"], state["best_score"], state["bad_epochs"]
-        torch.set_rng_state(state["torch_rng"])
+        set_rng_state(state["rng"])
         start_epoch = resumed_from = state["epoch"] + 1
         if state.get("stopped"):
             start_epoch = epochs
@@ -333,11 +540,13 @@ def fit(
         stop = bool(row.get("stopped_early"))
         if ckpt:
             _save_checkpoint(ckpt, {
+                "format": CHECKPOINT_FORMAT, "fingerprint": config,
                 "model": model.state_dict(), "optimizer": opt.state_dict(),
                 "scheduler": sched.state_dict() if sched else None,
+                "attributes": {a: _pack(_get_path(model, a), a) for a in _resume_attributes(model)},
                 "epoch": epoch, "history": history, "best_state": best_state,
                 "best_epoch": best_epoch, "best_score": best_score, "bad_epochs": bad_epochs,
-                "torch_rng": torch.get_rng_state(), "stopped": stop,
+                "rng": rng_state(), "stopped": stop,
             })
         if stop:
             stopped_early = True
