@@ -23,6 +23,7 @@ import torch
 
 from latentlab import io, sweep, train
 from latentlab.data import haplotypes as hp
+from latentlab.data import matches as mt
 from latentlab.losses import recon as rl
 from latentlab.models.imputer import BertRagImputer, ImputerConfig
 from latentlab.params import StudyParams
@@ -46,6 +47,9 @@ class ReconParams(StudyParams):
     val_fraction: float = 0.15
     window: int = 64
     k: int = 8
+    retrieval: str = "match"  # "match": longest exact match on typed markers in the flank; "hamming": the seed's
+    flank_bp: int = 250_000  # how far each side of a window retrieval looks for the match (bp)
+    use_match: bool = True  # the model reads per-site match extents (False: the seed's model)
     d_model: int = 32
     depth: int = 4
     heads: int = 4
@@ -87,6 +91,8 @@ class ReconParams(StudyParams):
         self.require(0 < self.val_fraction < 0.5, "val_fraction", "must be in (0, 0.5)")
         self.require(self.window >= 8, "window", "must be >= 8")
         self.require(1 <= self.k <= 2 * self.n_panel - 2, "k", "must be in [1, 2·n_panel − 2]")
+        self.require(self.retrieval in RETRIEVAL_MODES, "retrieval", f"choose one of {RETRIEVAL_MODES}")
+        self.require(self.flank_bp >= 1_000, "flank_bp", "must be >= 1,000 bp")
         self.require(self.d_model % self.heads == 0, "d_model", "must be divisible by heads")
         self.require(self.depth >= 1, "depth", "must be >= 1")
         self.require(self.epochs >= 1, "epochs", "must be >= 1")
@@ -100,7 +106,8 @@ class ReconParams(StudyParams):
         self.require(0 < self.util_threshold < 1, "util_threshold", "must be in (0, 1)")
 
     def config(self) -> ImputerConfig:
-        return ImputerConfig(window=self.window, k=self.k, d_model=self.d_model, depth=self.depth, heads=self.heads)
+        return ImputerConfig(window=self.window, k=self.k, d_model=self.d_model, depth=self.depth, heads=self.heads,
+                             use_match=self.use_match)
 
     def runs(self) -> list[tuple[str, float, int]]:
         """(arm, γ, seed): every arm at the first γ, the ``gamma_arms`` at every γ."""
@@ -146,20 +153,29 @@ class WindowSet:
     hap: np.ndarray  # [N, 2, L] int8 tokens (MASK at masked sites)
     y: np.ndarray  # [N, 2, L] true alleles
     rag: np.ndarray  # [N, 2, k, L] retrieved alleles
-    dist: np.ndarray  # [N, 2, k] normalised Hamming distance of each retrieved segment
+    dist: np.ndarray  # [N, 2, k] retrieval distance of each segment (0 = best: full-flank match / Hamming 0)
     site: np.ndarray  # [N, L] panel site index
     individual: np.ndarray  # [N]
     pos: np.ndarray  # [W, L] relative position per window (indexed through window id)
     window_id: np.ndarray  # [N]
+    match: np.ndarray  # [N, 2, k, L, 2] float16: log-scaled left/right match extent of each segment per site
 
     def __len__(self) -> int:
         return len(self.hap)
 
 
+RETRIEVAL_MODES = ("match", "hamming")
+
+
 def build_windows(query: np.ndarray, panel: np.ndarray, observed: np.ndarray, positions: np.ndarray,
-                  window: int, k: int, *, self_rows: np.ndarray | None = None) -> WindowSet:
+                  window: int, k: int, *, retrieval: str = "match", flank_bp: float = 250_000,
+                  self_rows: np.ndarray | None = None) -> WindowSet:
     """Cut every individual's haplotype pair into windows, mask unobserved sites, retrieve k panel haplotypes.
 
+    ``retrieval="match"``: the k panel haplotypes with the longest exact match on the typed
+    markers around the window (up to ``flank_bp`` each side; ``data.matches``).
+    ``"hamming"``: the seed's rule, Hamming distance on the window's own typed sites. Either
+    way each retrieved haplotype comes with its match extents at every site.
     ``query`` [n, 2, S]; ``self_rows`` [n, 2] the panel rows of each query's own haplotypes
     (excluded from retrieval when panel individuals are the training set).
     """
@@ -167,29 +183,50 @@ def build_windows(query: np.ndarray, panel: np.ndarray, observed: np.ndarray, po
     starts = hp.window_starts(n_sites, window)
     flat = query.reshape(2 * n, n_sites)
     exclude = None if self_rows is None else np.repeat(self_rows, 2, axis=0)
-    haps, ys, rags, dists, sites, inds, wids, rel = [], [], [], [], [], [], [], []
-    for w, s in enumerate(starts):
+    if retrieval == "match":
+        found = mt.retrieve_matches(flat, panel, observed, positions, starts, window, k, flank_bp=flank_bp,
+                                    exclude=exclude)
+        index, left, right = found.index, found.left_bp, found.right_bp
+        dist = 1 - found.score_bp / (2 * flank_bp)  # 0 = matches across the whole flank on both sides
+        cap = flank_bp
+    elif retrieval == "hamming":
+        index, dist = _hamming_retrieval(flat, panel, observed, starts, window, k, exclude)
+        cap = float(np.median(positions[starts + window - 1] - positions[starts])) / 2  # the window is all it sees
+        left, right = mt.extents_of(flat, panel, observed, positions, starts, window, index, flank_bp=cap)
+    else:
+        raise ValueError(f"retrieval {retrieval!r}: choose one of {RETRIEVAL_MODES}")
+    sites = starts[:, None] + np.arange(window)  # [W, L]
+    n_w = len(starts)
+    tokens = flat[:, sites]  # [2n, W, L]
+    truth = tokens.copy()
+    tokens[:, ~observed[sites]] = hp.MASK
+    rag = np.stack([panel[index[:, w]][:, :, sites[w]] for w in range(n_w)], axis=1)  # [2n, W, k, L]
+    scale = np.log1p(cap / 1000)
+    match = np.stack([np.log1p(left / 1000), np.log1p(right / 1000)], axis=-1) / scale  # [2n, W, k, L, 2]
+
+    def by_window(x: np.ndarray) -> np.ndarray:  # [2n, W, ...] → [W·n, 2, ...] (window-major, as before)
+        x = x.reshape(n, 2, n_w, *x.shape[2:])
+        return np.moveaxis(x, 2, 0).reshape(n_w * n, 2, *x.shape[3:])
+
+    p = positions[sites].astype(np.float64)
+    rel = (p - p[:, :1]) / np.maximum(p[:, -1:] - p[:, :1], 1)
+    return WindowSet(by_window(tokens).astype(np.int64), by_window(truth).astype(np.int64),
+                     by_window(rag).astype(np.int8), by_window(dist).astype(np.float32),
+                     np.repeat(sites, n, axis=0), np.tile(np.arange(n), n_w), rel.astype(np.float32),
+                     np.repeat(np.arange(n_w), n), by_window(match).astype(np.float16))
+
+
+def _hamming_retrieval(flat: np.ndarray, panel: np.ndarray, observed: np.ndarray, starts: np.ndarray,
+                       window: int, k: int, exclude: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """The seed's retrieval: per window, the k nearest panel haplotypes by Hamming on its typed sites."""
+    index, dist = [], []
+    for s in starts:
         idx = np.arange(s, s + window)
-        obs = observed[idx]
         ctx = _retrieval_sites(idx, observed)  # the window's observed sites, or the nearest flanking ones
         near = hp.retrieve(flat[:, ctx], np.ones(len(ctx), bool), panel[:, ctx], k, exclude)  # [2n, k]
-        segs = panel[near][:, :, idx]  # [2n, k, L]
-        d = (panel[near][:, :, ctx] != flat[:, None, ctx]).mean(axis=2)
-        tokens = flat[:, idx].copy()
-        tokens[:, ~obs] = hp.MASK
-        haps.append(tokens.reshape(n, 2, window))
-        ys.append(flat[:, idx].reshape(n, 2, window))
-        rags.append(segs.reshape(n, 2, k, window))
-        dists.append(d.reshape(n, 2, k))
-        sites.append(np.tile(idx, (n, 1)))
-        inds.append(np.arange(n))
-        wids.append(np.full(n, w))
-        p = positions[idx].astype(np.float64)
-        rel.append((p - p[0]) / max(p[-1] - p[0], 1))
-    cat = np.concatenate
-    return WindowSet(cat(haps).astype(np.int64), cat(ys).astype(np.int64), cat(rags).astype(np.int64),
-                     cat(dists).astype(np.float32), cat(sites), cat(inds), np.asarray(rel, dtype=np.float32),
-                     cat(wids))
+        index.append(near)
+        dist.append((panel[near][:, :, ctx] != flat[:, None, ctx]).mean(axis=2))
+    return np.stack(index, axis=1), np.stack(dist, axis=1)
 
 
 def _retrieval_sites(idx: np.ndarray, observed: np.ndarray) -> np.ndarray:
@@ -210,8 +247,9 @@ def to_batch(ws: WindowSet, idx: np.ndarray, af: np.ndarray) -> dict[str, torch.
         "hap_1": t(hap[:, 0]), "hap_2": t(hap[:, 1]), "y1": t(ws.y[idx, 0]), "y2": t(ws.y[idx, 1]),
         "mask": t(hap[:, 0] == hp.MASK), "pos": t(ws.pos[ws.window_id[idx]]),
         "af": t(af[site].astype(np.float32)),
-        "rag_seg_h1": t(ws.rag[idx, 0]), "rag_seg_h2": t(ws.rag[idx, 1]),
+        "rag_seg_h1": t(ws.rag[idx, 0].astype(np.int64)), "rag_seg_h2": t(ws.rag[idx, 1].astype(np.int64)),
         "rag_dist_h1": t(ws.dist[idx, 0]), "rag_dist_h2": t(ws.dist[idx, 1]),
+        "rag_match_h1": t(ws.match[idx, 0].astype(np.float32)), "rag_match_h2": t(ws.match[idx, 1].astype(np.float32)),
     }
 
 
@@ -233,20 +271,47 @@ def prepare(data: hp.ImputationData, params: ReconParams) -> Prepared:
     val_i, train_i = np.sort(order[:n_val]), np.sort(order[n_val:])
     panel = data.panel.flat()
     own = np.stack([2 * np.arange(n), 2 * np.arange(n) + 1], axis=1)
-    args = (panel, data.array, data.panel.positions, params.window, params.k)
-    train_ws = build_windows(data.panel.haps[train_i], *args, self_rows=own[train_i])
-    if params.max_train_windows and len(train_ws) > params.max_train_windows:
-        keep = np.sort(rng.choice(len(train_ws), params.max_train_windows, replace=False))
-        train_ws = _subset(train_ws, keep)
-    val_ws = build_windows(data.panel.haps[val_i], *args, self_rows=own[val_i])
-    if params.max_val_windows and len(val_ws) > params.max_val_windows:
-        val_ws = _subset(val_ws, np.sort(rng.choice(len(val_ws), params.max_val_windows, replace=False)))
-    return Prepared(data, train_ws, val_ws, build_windows(data.truth.haps, *args), data.af)
+
+    def windows(rows: np.ndarray, limit: int, self_rows: np.ndarray | None = None) -> WindowSet:
+        return build_sampled(data.truth.haps if self_rows is None else data.panel.haps, rows, panel, data.array,
+                             data.panel.positions, params, limit, rng, self_rows)
+
+    return Prepared(data, windows(train_i, params.max_train_windows, own), windows(val_i, params.max_val_windows, own),
+                    windows(np.arange(len(data.truth.samples)), 0), data.af)
+
+
+def build_sampled(haps: np.ndarray, rows: np.ndarray, panel: np.ndarray, observed: np.ndarray,
+                  positions: np.ndarray, params: ReconParams, limit: int, rng: np.random.Generator,
+                  self_rows: np.ndarray | None = None, chunk: int = 64) -> WindowSet:
+    """``build_windows`` for individuals ``rows`` in chunks, keeping a random ``limit`` windows (0 = all).
+
+    Chunks keep memory to ~``chunk`` individuals' retrieval at a time; each keeps its share
+    of the limit, so the sample is spread over every individual and window.
+    """
+    parts = []
+    for s in range(0, len(rows), chunk):
+        part = rows[s:s + chunk]
+        ws = build_windows(haps[part], panel, observed, positions, params.window, params.k,
+                           retrieval=params.retrieval, flank_bp=params.flank_bp,
+                           self_rows=None if self_rows is None else self_rows[part])
+        ws.individual = part[ws.individual]
+        if limit:
+            n_keep = min(len(ws), int(round(limit * len(part) / len(rows))))
+            ws = _subset(ws, np.sort(rng.choice(len(ws), n_keep, replace=False)))
+        parts.append(ws)
+    return _concat(parts)
+
+
+def _concat(parts: list[WindowSet]) -> WindowSet:
+    cat = np.concatenate
+    return WindowSet(cat([p.hap for p in parts]), cat([p.y for p in parts]), cat([p.rag for p in parts]),
+                     cat([p.dist for p in parts]), cat([p.site for p in parts]), cat([p.individual for p in parts]),
+                     parts[0].pos, cat([p.window_id for p in parts]), cat([p.match for p in parts]))
 
 
 def _subset(ws: WindowSet, keep: np.ndarray) -> WindowSet:
     return WindowSet(ws.hap[keep], ws.y[keep], ws.rag[keep], ws.dist[keep], ws.site[keep], ws.individual[keep],
-                     ws.pos, ws.window_id[keep])
+                     ws.pos, ws.window_id[keep], ws.match[keep])
 
 
 # --------------------------------------------------------------------------- prediction + metrics
@@ -470,13 +535,19 @@ VOTE = "RAG k-vote (no model)"
 REFERENCES = ("Beagle 5.4", VOTE)
 
 
-def retrieval_vote(prep: Prepared) -> dict[str, Any]:
+def retrieval_vote(prep: Prepared, *, weighted: bool = False) -> dict[str, Any]:
     """The retrieval alone: P(ALT) = share of the k retrieved panel haplotypes carrying ALT (no network).
 
-    How much the transformer adds over what RAG hands it — the ceiling the arms compete under.
+    How much the transformer adds over what RAG hands it. ``weighted``: each haplotype's
+    vote at a site is weighted by its shorter match side there (a hand-made rule the
+    network could learn; reported so the network's gain over it is visible too).
     """
     ws = prep.test
-    probs = ws.rag.mean(axis=2).astype(float)
+    if weighted:
+        w = np.exp(8.0 * ws.match.astype(np.float64).min(axis=-1))  # [N, 2, k, L]; longer match → more weight
+        probs = (w * ws.rag).sum(axis=2) / w.sum(axis=2)
+    else:
+        probs = ws.rag.mean(axis=2).astype(float)
     observed = ws.hap != hp.MASK
     probs[observed] = ws.hap[observed]
     truth = prep.data.truth.haps
