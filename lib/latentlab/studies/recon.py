@@ -15,7 +15,7 @@ import shutil
 import subprocess
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
@@ -26,7 +26,7 @@ from latentlab.data import haplotypes as hp
 from latentlab.data import matches as mt
 from latentlab.losses import recon as rl
 from latentlab.models.imputer import BertRagImputer, ImputerConfig
-from latentlab.params import StudyParams
+from latentlab.params import ParameterError, StudyParams
 
 MAF_BINS = (0.0, 0.01, 0.05, 0.2, 0.5001)
 SEED_PREDICTION = {  # the seed's predicted table (overall / rare ALT-F1): a hypothesis, not a target
@@ -81,6 +81,19 @@ class ReconParams(StudyParams):
                      epochs=30, patience=6, n_seeds=5),
     }
 
+    LIST_FIELDS: ClassVar[tuple[str, ...]] = ("arms", "gammas", "gamma_arms")
+
+    @classmethod
+    def from_preset(cls, preset: str = "quick", **overrides: Any) -> ReconParams:
+        """As ``StudyParams.from_preset``; list parameters may also arrive as JSON text.
+
+        ``papermill -p arms '["C"]'`` passes the string ``'["C"]'`` (papermill parses only
+        numbers and booleans); it is read as the JSON list it spells. Other text is an error
+        that says how to pass a list.
+        """
+        return super().from_preset(preset, **{k: _list_from_text(cls.__name__, k, v) if k in cls.LIST_FIELDS else v
+                                              for k, v in overrides.items()})
+
     def check(self) -> None:
         super().check()
         self.require(self.n_panel >= 10, "n_panel", "must be >= 10")
@@ -117,6 +130,21 @@ class ReconParams(StudyParams):
                 if g_i == 0 or arm in self.gamma_arms:
                     out += [(arm, float(gamma), self.seed + s) for s in range(self.n_seeds)]
         return out
+
+
+def _list_from_text(owner: str, name: str, value: Any) -> Any:
+    """A JSON list given as text (papermill ``-p``) → the list; non-text passes through to the type check."""
+    if not isinstance(value, str):
+        return value
+    try:
+        parsed = json.loads(value)
+    except json.JSONDecodeError:
+        parsed = None
+    if not isinstance(parsed, list):
+        raise ParameterError(
+            f"{owner}.{name}: expected a list, got the text {value!r}. papermill's -p passes lists as text: give "
+            f"it as a JSON list (-p {name} '[\"C\", \"D\"]') or use -y \"{name}: [C, D]\"")
+    return parsed
 
 
 # --------------------------------------------------------------------------- data
@@ -354,26 +382,81 @@ def _r2(x: np.ndarray, y: np.ndarray) -> float:
     return float(np.corrcoef(x, y)[0, 1] ** 2)
 
 
+def per_site_r2(dosage: np.ndarray, truth: np.ndarray) -> np.ndarray:
+    """Squared Pearson correlation of dosage and true ALT count at each site, across individuals [sites].
+
+    NaN where the truth does not vary among the targets (r² undefined); 0 where it varies
+    but the dosage is constant (the imputation carries no information there).
+    """
+    d, t = dosage.astype(float), truth.astype(float)
+    dc, tc = d - d.mean(axis=0), t - t.mean(axis=0)
+    sd_d, sd_t = np.sqrt((dc ** 2).sum(axis=0)), np.sqrt((tc ** 2).sum(axis=0))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        r = (dc * tc).sum(axis=0) / (sd_d * sd_t)
+    r2 = np.where(sd_d > 0, r ** 2, 0.0)
+    return np.where(sd_t > 0, r2, np.nan)
+
+
 def score(dosage: np.ndarray, calls: np.ndarray, truth: np.ndarray, maf: np.ndarray, masked: np.ndarray) -> dict:
-    """ALT-F1 overall/rare/common, and per MAF bin: pooled dosage r² and genotype concordance (masked sites)."""
+    """ALT-F1 overall/rare/common, and per MAF bin: dosage r² pooled and per site, genotype concordance (masked sites).
+
+    Pooled r² correlates all (site, individual) pairs of a bin; per-site r² is the mean over
+    the bin's sites of each site's r² across individuals — what Beagle users read per site.
+    """
     t = truth[:, masked]
     d, c, m = dosage[:, masked], calls[:, masked], np.broadcast_to(maf[masked], t.shape)
+    site_r2, site_maf = per_site_r2(d, t), maf[masked]
     res = {"f1_overall": alt_f1(c, t), "f1_rare": alt_f1(c[m < 0.05], t[m < 0.05]),
-           "f1_common": alt_f1(c[m >= 0.05], t[m >= 0.05]), "concordance": float((c == t).mean())}
+           "f1_common": alt_f1(c[m >= 0.05], t[m >= 0.05]), "concordance": float((c == t).mean()),
+           "r2_site_mean": _nanmean(site_r2)}
     for lo, hi in zip(MAF_BINS[:-1], MAF_BINS[1:], strict=False):
         sel = (m >= lo) & (m < hi)
         tag = f"{lo:g}-{min(hi, 0.5):g}"
         res[f"r2_{tag}"] = _r2(d[sel].astype(float), t[sel].astype(float))
+        res[f"r2site_{tag}"] = _nanmean(site_r2[(site_maf >= lo) & (site_maf < hi)])
         res[f"conc_{tag}"] = float((c[sel] == t[sel]).mean()) if sel.any() else math.nan
     return res
 
 
-def evaluate(model: BertRagImputer, ws: WindowSet, prep: Prepared, truth_haps: np.ndarray) -> dict:
+def _nanmean(x: np.ndarray) -> float:
+    x = x[np.isfinite(x)]
+    return float(x.mean()) if len(x) else math.nan
+
+
+def evaluate(model: BertRagImputer, ws: WindowSet, prep: Prepared, truth_haps: np.ndarray) -> tuple[dict, np.ndarray]:
+    """Scores on the targets' masked sites, and the per-haplotype P(ALT) [n, 2, sites] they came from."""
     probs = assemble(ws, predict_windows(model, ws, prep.af), truth_haps.shape[0], truth_haps.shape[-1])
     covered = ~np.isnan(probs).any(axis=(0, 1))
     dosage = np.nan_to_num(probs.sum(axis=1))
     calls = (np.nan_to_num(probs) > 0.5).sum(axis=1)
-    return score(dosage, calls, truth_haps.sum(axis=1), prep.data.maf, (~prep.data.array) & covered)
+    return score(dosage, calls, truth_haps.sum(axis=1), prep.data.maf, (~prep.data.array) & covered), probs
+
+
+def write_dosage_vcf(path: str | Path, probs: np.ndarray, data: hp.ImputationData) -> Path:
+    """Imputed targets as a VCF other tools score: GT (phased, P(ALT) > 0.5 per haplotype), DS and AP1/AP2.
+
+    Same sites, REF/ALT and sample names as the panel and targets; INFO/IMP marks masked
+    (imputed) sites, as Beagle does. Written atomically (temp file + rename).
+    """
+    if np.isnan(probs).any():
+        raise ValueError("dosages have uncovered sites (NaN): every panel site must be predicted")
+    h = data.panel
+    header = ["##fileformat=VCFv4.2", f"##contig=<ID={h.chrom}>", "##source=latentlab Study 3 BERT+RAG imputer",
+              '##INFO=<ID=IMP,Number=0,Type=Flag,Description="Imputed marker (not on the array)">',
+              '##FORMAT=<ID=GT,Number=1,Type=String,Description="Genotype">',
+              '##FORMAT=<ID=DS,Number=A,Type=Float,Description="Estimated ALT dose [P(RA) + 2*P(AA)]">',
+              '##FORMAT=<ID=AP1,Number=A,Type=Float,Description="Estimated ALT probability, first haplotype">',
+              '##FORMAT=<ID=AP2,Number=A,Type=Float,Description="Estimated ALT probability, second haplotype">',
+              "#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\tFORMAT\t" + "\t".join(data.truth.samples)]
+    calls = (probs > 0.5).astype(int)
+    fmt = lambda x: np.char.mod("%.3g", np.round(x, 3))  # noqa: E731
+    ds, ap1, ap2 = fmt(probs.sum(axis=1)), fmt(probs[:, 0]), fmt(probs[:, 1])  # [n, sites]
+    gt = np.char.add(np.char.add(calls[:, 0].astype(str), "|"), calls[:, 1].astype(str))
+    cells = np.char.add(np.char.add(np.char.add(np.char.add(np.char.add(np.char.add(gt, ":"), ds), ":"), ap1), ":"), ap2)
+    lines = [f"{h.chrom}\t{pos}\t.\t{h.ref[j]}\t{h.alt[j]}\t.\tPASS\t{'.' if data.array[j] else 'IMP'}\t"
+             f"GT:DS:AP1:AP2\t" + "\t".join(cells[:, j]) for j, pos in enumerate(h.positions)]
+    text = "\n".join(header + lines) + "\n"
+    return io.atomic_write(path, lambda tmp: Path(tmp).write_text(text))
 
 
 def window_f1(model: BertRagImputer, ws: WindowSet, af: np.ndarray) -> float:
@@ -395,6 +478,11 @@ class ArmRun:
     history: pd.DataFrame
     metrics: dict[str, Any]
     switches: list[dict]
+    probs: np.ndarray | None = None  # P(ALT) per target haplotype and site [n, 2, sites]
+
+    @property
+    def name(self) -> str:
+        return f"{self.arm}_g{self.gamma:g}_s{self.seed}"
 
 
 def train_arm(prep: Prepared, params: ReconParams, arm: str, gamma: float, seed: int) -> ArmRun:
@@ -433,7 +521,7 @@ def train_arm(prep: Prepared, params: ReconParams, arm: str, gamma: float, seed:
     seconds = time.perf_counter() - started
     hist = result.history.assign(arm=arm, gamma=gamma, seed=seed)
     hist["task_loss"] = hist["train_hap1"] + hist["train_hap2"] + hist["train_gt"]
-    metrics = evaluate(model, prep.test, prep, prep.data.truth.haps)
+    metrics, probs = evaluate(model, prep.test, prep, prep.data.truth.haps)
     best = int(result.best_epoch)
     tail = hist["train_loss"].iloc[-min(5, len(hist)):]
     ratios = np.asarray(objective.ratios, dtype=float)
@@ -455,7 +543,7 @@ def train_arm(prep: Prepared, params: ReconParams, arm: str, gamma: float, seed:
         "aux_share": float(hist["conflict_aux_share"].mean()),
         "util_final": float(last[f"util_g{gamma:g}"]),
     })
-    return ArmRun(arm, gamma, seed, hist, metrics, list(objective.switches))
+    return ArmRun(arm, gamma, seed, hist, metrics, list(objective.switches), probs)
 
 
 def run_ablation(prep: Prepared, params: ReconParams) -> list[ArmRun]:
@@ -475,12 +563,19 @@ def _cached_run(prep: Prepared, params: ReconParams, arm: str, gamma: float, see
     d = params.output_path / "arm_runs" / run_key(params) / f"{arm}_g{gamma:g}_s{seed}"
     if params.cache and (d / "metrics.json").exists():
         payload = json.loads((d / "metrics.json").read_text())
-        return ArmRun(arm, gamma, seed, pd.read_csv(d / "history.csv"), payload["metrics"], payload["switches"])
+        probs = np.load(d / "probs.npy") if (d / "probs.npy").exists() else None
+        return ArmRun(arm, gamma, seed, pd.read_csv(d / "history.csv"), payload["metrics"], payload["switches"], probs)
     run = train_arm(prep, params, arm, gamma, seed)
     if params.cache:
         io.write_csv(d / "history.csv", run.history)
-        io.write_json(d / "metrics.json", {"metrics": run.metrics, "switches": run.switches})
+        io.atomic_write(d / "probs.npy", lambda tmp: np.save(tmp, run.probs.astype(np.float32)))
+        io.write_json(d / "metrics.json", {"metrics": run.metrics, "switches": run.switches})  # last: marks done
     return run
+
+
+def write_dosages(runs: list[ArmRun], data: hp.ImputationData, out_dir: str | Path) -> list[Path]:
+    """One VCF (GT:DS:AP1:AP2) per run under ``out_dir``, named ``<arm>_g<γ>_s<seed>.vcf``."""
+    return [write_dosage_vcf(Path(out_dir) / f"{r.name}.vcf", r.probs, data) for r in runs if r.probs is not None]
 
 
 # --------------------------------------------------------------------------- Beagle
@@ -596,24 +691,40 @@ def display_table(summary: pd.DataFrame, cols: tuple[str, ...] = ("f1_overall", 
 
 
 def verdict(summary: pd.DataFrame, gamma: float) -> dict[str, Any]:
-    """The seed's predicted ranking C > D > B > A (overall F1) vs the measured one at the seed's γ."""
+    """The seed's predicted ranking C > D > B > A (overall F1) vs the measured one at one γ.
+
+    ``seed_ranking_confirmed`` is True/False only when the evidence can decide it: at
+    least two of the seed's arms ran, each with ≥ 2 seeds, and the arms differ by more
+    than twice the largest seed-to-seed sd (otherwise the order is noise). Anything
+    less gives a string saying "not tested" or "not resolved" and why.
+    """
     at = summary[(summary["gamma"] == gamma) & summary["arm"].isin(list("ABCDE"))].sort_values(
         "f1_overall_mean", ascending=False)
     measured = list(at["arm"])
     seed_arms = [a for a in SEED_RANKING if a in measured]
     measured_seed_arms = [a for a in measured if a in seed_arms]
-    best = at.iloc[0] if len(at) else None
-    res = {"gamma": gamma, "measured_ranking": measured, "seed_ranking": seed_arms,
-           "seed_ranking_confirmed": measured_seed_arms == seed_arms,
-           "best_arm": None if best is None else best["arm"]}
-    if best is not None:
+    n_seeds = int(at["n_seeds"].min()) if len(at) else 0
+    res: dict[str, Any] = {"gamma": gamma, "measured_ranking": measured, "seed_ranking": seed_arms,
+                           "best_arm": measured[0] if measured else None, "n_seeds": n_seeds}
+    if len(at):
         res["spread_best_minus_worst"] = float(at["f1_overall_mean"].max() - at["f1_overall_mean"].min())
-        if int(at["n_seeds"].min()) >= 2:  # with one seed there is no noise estimate: say so, do not guess
-            res["max_seed_sd"] = float(at["f1_overall_sd"].max())
-            res["differences_within_noise"] = bool(res["spread_best_minus_worst"] <= 2 * res["max_seed_sd"])
-        else:
-            res["max_seed_sd"] = None
-            res["differences_within_noise"] = "unknown (1 seed)"
+    if n_seeds >= 2 and len(at) >= 2:
+        res["max_seed_sd"] = float(at["f1_overall_sd"].max())
+        res["differences_within_noise"] = bool(res["spread_best_minus_worst"] <= 2 * res["max_seed_sd"])
+    else:
+        res["max_seed_sd"] = None
+        res["differences_within_noise"] = (f"not tested: {n_seeds} seed(s) per arm (a spread needs >= 2)"
+                                           if n_seeds < 2 else "not tested: one arm (nothing to compare)")
+    if len(seed_arms) < 2:
+        res["seed_ranking_confirmed"] = (f"not tested: {len(seed_arms)} of the seed's arms {SEED_RANKING} ran "
+                                         "at this γ (a ranking needs >= 2)")
+    elif n_seeds < 2:
+        res["seed_ranking_confirmed"] = f"not tested: {n_seeds} seed per arm, no noise estimate to rank against"
+    elif res["differences_within_noise"]:
+        res["seed_ranking_confirmed"] = (f"not resolved: best − worst {res['spread_best_minus_worst']:.3f} <= "
+                                         f"2 × seed sd {res['max_seed_sd']:.3f}")
+    else:
+        res["seed_ranking_confirmed"] = measured_seed_arms == seed_arms
     return res
 
 
@@ -636,8 +747,10 @@ def conclusions(table: pd.DataFrame, verdicts: dict[str, dict], gap: dict[str, A
     lines = []
     for name, v in verdicts.items():
         noise = v.get("differences_within_noise")
+        status = v["seed_ranking_confirmed"]
+        status = status if isinstance(status, str) else ("confirmed" if status else "refuted")
         lines.append(f"{name}: measured ranking by overall ALT-F1 {' > '.join(v['measured_ranking'])}; the seed "
-                     f"predicted {' > '.join(v['seed_ranking'])} → {'confirmed' if v['seed_ranking_confirmed'] else 'not confirmed'}"
+                     f"predicted {' > '.join(v['seed_ranking'])} → {status}"
                      f" (best − worst = {v.get('spread_best_minus_worst', math.nan):.3f}; within seed noise: {noise}).")
     a = arms[arms["arm"] == "A"]
     if len(a):
