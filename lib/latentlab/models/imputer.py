@@ -21,6 +21,7 @@ segment.
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import torch
 from torch import nn
@@ -77,14 +78,19 @@ class MatchVote(nn.Module):
 class RagFusion(nn.Module):
     """Per-site cross-attention from a haplotype to its k retrieved segments, plus the local ALT share.
 
-    ``bias`` [B, k, L, heads] (optional) is added to the attention logits: how long a
-    segment matches the query around a site decides how much the site listens to it.
+    Multi-head attention written as elementwise products over [B, k, L, heads] (the k segments
+    at the same site are the only keys), several times faster on CPU than running
+    ``nn.MultiheadAttention`` on B·L sequences of one query each. ``bias`` [B, k, L, heads]
+    (optional) is added to the logits: how long a segment matches the query around a site
+    decides how much the site listens to it.
     """
 
     def __init__(self, cfg: ImputerConfig):
         super().__init__()
         self.heads = cfg.heads
-        self.attn = nn.MultiheadAttention(cfg.d_model, cfg.heads, batch_first=True)
+        self.q = nn.Linear(cfg.d_model, cfg.d_model)
+        self.kv = nn.Linear(cfg.d_model, 2 * cfg.d_model)
+        self.out = nn.Linear(cfg.d_model, cfg.d_model)
         self.af_p = nn.Linear(2, cfg.d_model)
         self.norm = nn.LayerNorm(cfg.d_model)
         self.ff = nn.Sequential(nn.Linear(cfg.d_model, cfg.ff_mult * cfg.d_model), nn.GELU(),
@@ -94,39 +100,40 @@ class RagFusion(nn.Module):
     def forward(self, h: torch.Tensor, rag_h: torch.Tensor, af: torch.Tensor, af_p: torch.Tensor,
                 bias: torch.Tensor | None = None) -> torch.Tensor:
         b, length, d = h.shape
-        k = rag_h.shape[1]
-        q = h.reshape(b * length, 1, d)
-        kv = rag_h.permute(0, 2, 1, 3).reshape(b * length, k, d)  # the k segments at the same site
-        mask = None
-        if bias is not None:  # [B, k, L, H] → [(B·L)·H, 1, k], batch-major as MultiheadAttention expects
-            mask = bias.permute(0, 2, 3, 1).reshape(b * length * self.heads, 1, k)
-        att, _ = self.attn(q, kv, kv, attn_mask=mask, need_weights=False)
-        fused = self.norm(h + att.reshape(b, length, d) + self.af_p(torch.stack([af, af_p], dim=-1)))
+        k, heads = rag_h.shape[1], self.heads
+        q = self.q(h).view(b, length, heads, d // heads)
+        key, value = self.kv(rag_h).view(b, k, length, 2, heads, d // heads).unbind(dim=3)
+        logits = (q.unsqueeze(1) * key).sum(dim=-1) / math.sqrt(d // heads)  # [B, k, L, H]
+        if bias is not None:
+            logits = logits + bias
+        att = (logits.softmax(dim=1).unsqueeze(-1) * value).sum(dim=1).reshape(b, length, d)
+        fused = self.norm(h + self.out(att) + self.af_p(torch.stack([af, af_p], dim=-1)))
         return self.norm2(fused + self.ff(fused))
 
 
 class SegmentEncoder(nn.Module):
-    """Embeds retrieved panel segments with pos/AF, local context (conv) and their retrieval distance."""
+    """Embeds retrieved panel segments: allele, site position and AF, retrieval distance, per-site match extents.
+
+    Everything that is the same for the k segments (site, position, AF) is computed once per
+    window and broadcast; the sum feeds the cross-attention's key/value projection directly
+    (no normalisation over the [B, k, L, D] tensor — on CPU each such pass costs as much as
+    the transformer).
+    """
 
     def __init__(self, cfg: ImputerConfig):
         super().__init__()
         self.allele = nn.Embedding(2, cfg.d_model)
         self.fusion = EmbFusion(cfg)
-        self.conv = nn.Conv1d(cfg.d_model, cfg.d_model, kernel_size=5, padding=2)
         self.dist = nn.Linear(1, cfg.d_model)
         self.match = nn.Linear(3, cfg.d_model) if cfg.use_match else None
-        self.norm = nn.LayerNorm(cfg.d_model)
 
     def forward(self, seg: torch.Tensor, pos: torch.Tensor, af: torch.Tensor, dist: torch.Tensor,
                 match: torch.Tensor | None = None) -> torch.Tensor:
-        b, k, length = seg.shape
-        h = self.fusion(self.allele(seg), pos.unsqueeze(1), af.unsqueeze(1))  # [B, k, L, D]
-        flat = h.reshape(b * k, length, -1).transpose(1, 2)
-        ctx = self.conv(flat).transpose(1, 2).reshape(b, k, length, -1)
-        out = h + torch.relu(ctx) + self.dist(dist.unsqueeze(-1)).unsqueeze(2)
+        shared = self.fusion(torch.zeros(*seg.shape[::2], self.allele.embedding_dim, device=seg.device), pos, af)
+        out = self.allele(seg) + (shared.unsqueeze(1) + self.dist(dist.unsqueeze(-1)).unsqueeze(2))  # [B, k, L, D]
         if self.match is not None and match is not None:
             out = out + self.match(match_features(match))
-        return self.norm(out)
+        return out
 
 
 class BertRagImputer(nn.Module):
