@@ -552,11 +552,20 @@ def run_ablation(prep: Prepared, params: ReconParams) -> list[ArmRun]:
 
 
 def run_key(params: ReconParams) -> str:
-    """Hash of every parameter that changes a run's result (not the arm list, output dir or progress)."""
+    """Hash of every parameter that changes a run's result (not the arm list, output dir or progress) and of the code."""
     skip = {"output_dir", "progress", "arms", "gammas", "gamma_arms", "n_seeds", "beagle", "cache", "preset",
             "sweep_results"}
     payload = json.dumps({k: v for k, v in params.to_dict().items() if k not in skip}, sort_keys=True)
-    return hashlib.sha1(payload.encode()).hexdigest()[:12]
+    return hashlib.sha1((payload + _code_version()).encode()).hexdigest()[:12]
+
+
+def _code_version() -> str:
+    """Hash of the code a cached run depends on: a changed model, loss, retrieval or study never reuses old runs."""
+    from latentlab.losses import recon as losses
+    from latentlab.models import imputer
+
+    files = [Path(m.__file__) for m in (imputer, losses, mt, hp)] + [Path(__file__)]
+    return hashlib.sha1(b"".join(f.read_bytes() for f in files)).hexdigest()
 
 
 def _cached_run(prep: Prepared, params: ReconParams, arm: str, gamma: float, seed: int) -> ArmRun:
