@@ -146,3 +146,16 @@ def test_list_parameters_accept_json_text_and_say_how_otherwise():
         recon.ReconParams.from_preset("quick", arms="C")
     with pytest.raises(ParameterError, match="gamma_arms"):
         recon.ReconParams.from_preset("quick", gamma_arms='{"A": 1}')
+
+
+def test_beagle_gap_reports_issue_12_bars():
+    rows = [("C", 2.5, 3, 0.97, 0.001), (recon.VOTE, math.nan, 1, 0.93, math.nan),
+            ("Beagle 5.4", math.nan, 1, 0.98, math.nan)]
+    summary = _summary(rows).assign(f1_common_mean=[0.975, 0.94, 0.98], f1_rare_mean=[0.90, 0.85, 0.96])
+    gap = recon.beagle_gap(summary)
+    assert gap["best_arm"] == "C"
+    assert gap["vote_gain_common"] == pytest.approx(0.035) and gap["bar_vote_gain_common_met"]
+    assert gap["common_gap"] == pytest.approx(0.005) and gap["bar_beagle_common_met"]
+    assert gap["rare_gap"] == pytest.approx(0.06) and not gap["bar_beagle_rare_met"]
+    no_refs = recon.beagle_gap(summary[summary["arm"] == "C"])
+    assert not no_refs["beagle"] and "vote_gain_common" not in no_refs and "common_gap" not in no_refs
