@@ -137,6 +137,11 @@ def test_verdict_decides_only_beyond_noise():
     assert recon.verdict(_summary(reversed_), 5.0)["seed_ranking_confirmed"] is False
     noisy = [(a, 5.0, 3, f, 0.05) for a, f in zip("CDBA", [0.9, 0.89, 0.88, 0.87], strict=True)]
     assert recon.verdict(_summary(noisy), 5.0)["seed_ranking_confirmed"].startswith("not resolved")
+    tied_but_e_low = [(a, 5.0, 3, f, 0.001) for a, f in zip("ABCDE", [0.977, 0.977, 0.9772, 0.9771, 0.95],
+                                                                strict=True)]
+    v = recon.verdict(_summary(tied_but_e_low), 5.0)
+    assert v["differences_within_noise"] is False, "E really is lower"
+    assert v["seed_ranking_confirmed"].startswith("not resolved"), "E must not decide the order of A-D"
 
 
 def test_list_parameters_accept_json_text_and_say_how_otherwise():
