@@ -27,7 +27,8 @@ def make_batch(b: int = 4, seed: int = 0) -> dict[str, torch.Tensor]:
             "pos": torch.linspace(0, 1, L).expand(b, L).contiguous(), "af": torch.full((b, L), 0.3),
             "rag_seg_h1": torch.randint(0, 2, (b, K, L), generator=g),
             "rag_seg_h2": torch.randint(0, 2, (b, K, L), generator=g),
-            "rag_dist_h1": torch.rand(b, K, generator=g), "rag_dist_h2": torch.rand(b, K, generator=g)}
+            "rag_dist_h1": torch.rand(b, K, generator=g), "rag_dist_h2": torch.rand(b, K, generator=g),
+            "rag_match_h1": torch.rand(b, K, L, 2, generator=g), "rag_match_h2": torch.rand(b, K, L, 2, generator=g)}
 
 
 def test_focal_loss_hand_computed():
@@ -132,7 +133,7 @@ def test_contract_accepts_every_arm_and_logs_recon_in_c():
 class NoRag(BertRagImputer):
     """A broken imputer whose RAG fusion is skipped: the designed path is not on the forward path."""
 
-    def encode(self, tokens, pos, af, rag, rag_dist):
+    def encode(self, tokens, pos, af, rag, rag_dist, rag_match=None):
         before = self.embed_alleles(tokens)
         return before, self.transformer_blocks(self.emb_fusion(before, pos, af))
 
@@ -141,6 +142,24 @@ def test_contract_rejects_model_without_rag_path():
     obj = rl.ReconObjective(NoRag(CFG), "C", 5.0)
     with pytest.raises(ContractError, match="sends no gradient to 'rag_fusion'"):
         train.check_contract(obj, make_batch(), obj.weights())
+
+
+class IgnoresMatch(BertRagImputer):
+    """A control imputer that is handed match extents but never reads them."""
+
+    def encode(self, tokens, pos, af, rag, rag_dist, rag_match=None):
+        return super().encode(tokens, pos, af, rag, rag_dist, torch.zeros_like(rag_match).detach())
+
+
+def test_model_reads_match_extents():
+    obj = rl.ReconObjective(IgnoresMatch(CFG), "C", 5.0)
+    batch = make_batch()
+    out_a = obj.model(batch)[0]
+    out_b = obj.model(dict(batch, rag_match_h1=batch["rag_match_h1"] * 0 + 1))[0]
+    assert torch.equal(out_a, out_b), "the broken model must not see the extents"
+    real = rl.ReconObjective(BertRagImputer(CFG), "C", 5.0)
+    changed = real.model(dict(batch, rag_match_h1=batch["rag_match_h1"] * 0 + 1))[0]
+    assert not torch.equal(real.model(batch)[0], changed), "the real model reads the extents"
 
 
 def test_design_check_rejects_leaked_truth_and_unknown_arm():

@@ -7,7 +7,9 @@ cells = [
 # Study 3 — Does the reconstruction loss help a BERT + RAG genotype imputer?
 
 A transformer imputes masked alleles on both haplotypes of an individual, helped by reference-panel haplotypes
-retrieved for each window (RAG). As found, its loss adds a **reconstruction** term
+retrieved for each window (RAG): the k panel haplotypes with the longest exact match to the individual's typed
+markers around the window (the quantity positional BWT reports), each with how far that match reaches left and
+right of every site. As found, its loss adds a **reconstruction** term
 
 `recon_k = MSE(hap_k_before[mask], hap_k_after[mask])`
 
@@ -35,6 +37,10 @@ Beagle 5.4 on the same panel and targets is the external anchor.
 `None` keeps the preset's value. Example:
 `papermill notebooks/03_recon_ablation.ipynb out.ipynb -p preset standard -p depth 8 -p n_seeds 5`.
 `data` may name a directory with `panel.vcf`, `targets.vcf` (array sites only) and `truth.vcf`.
+`retrieval` is `"match"` (longest exact match on typed markers within `flank_bp` of the window) or `"hamming"`
+(the seed's rule: Hamming on the window's own typed sites); `use_match = False` gives the seed's model, which
+reads one distance per retrieved segment instead of per-site match extents. List parameters (`arms`, `gammas`,
+`gamma_arms`) can be given to papermill as JSON text (`-p arms '["C"]'`) or as YAML (`-y "arms: [C]"`).
 """),
     params("""
 preset = "quick"
@@ -47,6 +53,9 @@ length_bp = None
 array_fraction = None
 window = None
 k = None
+retrieval = None  # "match" (longest match on typed markers in the flank) or "hamming" (the seed's)
+flank_bp = None
+use_match = None
 d_model = None
 depth = None
 epochs = None
@@ -88,14 +97,25 @@ recon.data_summary(data)
 """, "nbval-check-output"),
     md("""
 Training uses the panel itself: panel individuals (minus a validation share) are masked exactly like the
-targets and retrieve their k nearest panel haplotypes (Hamming on the observed sites) **excluding their own
-two**. Targets are the test set, retrieving from the whole panel.
+targets and retrieve k panel haplotypes **excluding their own two**. Targets are the test set, retrieving from
+the whole panel.
 """),
     code("""
 prep = recon.prepare(data, params)
 pd.DataFrame({"split": ["train", "validation", "test (targets)"],
               "windows": [len(prep.train), len(prep.val), len(prep.test)]})
 """, "nbval-check-output"),
+    md("""
+### What retrieval hands the network
+
+The same k, the same windows, no network: each masked allele is the majority of the k retrieved haplotypes.
+The seed's rule (Hamming distance on the typed sites inside one window — often only a few) against the
+longest exact match on the typed markers of a wide flank around the window. Whatever the network adds is
+measured against the row this run uses.
+"""),
+    code("""
+recon.retrieval_comparison(prep, params).round(3)
+""", "nbval-ignore-output"),
     md("""
 ## 2 · The ablation
 
@@ -113,8 +133,8 @@ history = pd.concat([r.history for r in runs], ignore_index=True)
 beagle = recon.run_beagle(paths, prep, params.output_path / "beagle") if params.beagle else {
     "available": False, "reason": "beagle switched off (beagle=False)"}
 print("Beagle:", f"ran in {beagle['seconds']:.1f} s" if beagle["available"] else beagle["reason"])
-vote = recon.retrieval_vote(prep)
-table = recon.ablation_table(runs, beagle, vote)
+vote, wvote = recon.retrieval_vote(prep), recon.retrieval_vote(prep, weighted=True)
+table = recon.ablation_table(runs, beagle, vote, wvote)
 summary = recon.summary_table(table)
 print(f"{len(runs)} runs:", ", ".join(f"{r.arm}/γ{r.gamma:g}/s{r.seed}" for r in runs))
 """, "nbval-ignore-output"),
@@ -122,12 +142,19 @@ print(f"{len(runs)} runs:", ", ".join(f"{r.arm}/γ{r.gamma:g}/s{r.seed}" for r i
 ### Ablation table (masked sites of the targets; mean ± sd over seeds)
 
 `RAG k-vote (no model)` is the retrieval alone — P(ALT) = share of the k retrieved panel haplotypes carrying
-ALT — i.e. what the network is handed before any loss acts. ALT-allele F1 counts ALT alleles per genotype (phase-free, so Beagle's rephasing costs it nothing);
-rare = panel MAF < 0.05. Dosage r² is pooled over (site, individual) within each MAF bin; concordance is
-genotype-level, which hides rare-variant errors — hence the F1 and r² columns.
+ALT — i.e. what the network is handed before any loss acts; `RAG match-weighted vote` weights each retrieved
+haplotype by how far its match reaches at that site (a hand-made rule the network could learn). ALT-allele F1
+counts ALT alleles per genotype (phase-free, so Beagle's rephasing costs it nothing); rare = panel MAF < 0.05.
+Dosage r² is shown two ways: pooled over (site, individual) within a MAF bin, and `r2_site_mean`, the mean over
+sites of each site's r² across the targets (how Beagle users read r²). Concordance is genotype-level, which
+hides rare-variant errors — hence the F1 and r² columns.
 """),
     code("""
 recon.display_table(summary)
+""", "nbval-ignore-output"),
+    code("""
+dosage_files = recon.write_dosages(runs, data, params.output_path / "dosages")
+print(f"{len(dosage_files)} dosage VCF(s) (GT:DS:AP1:AP2 per target and panel site) in {params.output_path / 'dosages'}")
 """, "nbval-ignore-output"),
     code("""
 rplots.f1_by_arm(table)

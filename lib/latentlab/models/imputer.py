@@ -3,9 +3,17 @@
 Per window of L sites and per haplotype: allele tokens (0, 1, MASK) are embedded
 (``hap_k_before``), ``emb_fusion`` adds position and panel allele frequency, a
 transformer encodes the sequence; the k reference haplotypes retrieved for that
-haplotype (Hamming on observed sites) are embedded by ``encode_rag_segments`` and
-``rag_fusion`` cross-attends to them (``hap_k_after``). Heads give per-haplotype
-allele logits and a 4-class phased-genotype logit (class = 2·h1 + h2).
+haplotype are embedded by ``encode_rag_segments`` and ``rag_fusion`` cross-attends to
+them at each site (``hap_k_after``). Heads give per-haplotype allele logits and a
+4-class phased-genotype logit (class = 2·h1 + h2).
+
+Retrieval hands the model, per retrieved haplotype and site, how far its exact match
+with the query on typed markers reaches to the left and to the right (``rag_match``,
+log-scaled to [0, 1]). With ``use_match`` the model reads them three ways: in each
+segment's embedding, as an additive bias on the cross-attention logits (per head), and
+as a learned match-weighted ALT share fed into the fused representation (the seed's
+``af_p`` argument). Without it the model is the seed's, reading only one distance per
+segment.
 
 ``forward`` returns the seed's seven outputs, in the seed's order.
 """
@@ -13,6 +21,7 @@ allele logits and a 4-class phased-genotype logit (class = 2·h1 + h2).
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import torch
 from torch import nn
@@ -29,6 +38,7 @@ class ImputerConfig:
     heads: int = 4
     ff_mult: int = 2
     dropout: float = 0.0
+    use_match: bool = True  # read the per-site match extents (False: the seed's per-segment distance only)
 
 
 class EmbFusion(nn.Module):
@@ -48,45 +58,82 @@ class EmbFusion(nn.Module):
         return self.norm(h + extra)
 
 
-class RagFusion(nn.Module):
-    """Per-site cross-attention from a haplotype to its k retrieved segments, plus the local ALT share."""
+def match_features(match: torch.Tensor) -> torch.Tensor:
+    """[..., 2] left/right extents → [..., 3]: left, right and the shorter side (what limits the match)."""
+    return torch.cat([match, match.min(dim=-1, keepdim=True).values], dim=-1)
+
+
+class MatchVote(nn.Module):
+    """P(ALT) at each site as a softmax-over-k vote whose weights are a learned function of match extents."""
 
     def __init__(self, cfg: ImputerConfig):
         super().__init__()
-        self.attn = nn.MultiheadAttention(cfg.d_model, cfg.heads, batch_first=True)
+        self.score = nn.Sequential(nn.Linear(3, 16), nn.GELU(), nn.Linear(16, 1))
+
+    def forward(self, rag: torch.Tensor, match: torch.Tensor) -> torch.Tensor:
+        w = self.score(match_features(match)).squeeze(-1).softmax(dim=1)  # [B, k, L]
+        return (w * rag.float()).sum(dim=1)
+
+
+class RagFusion(nn.Module):
+    """Per-site cross-attention from a haplotype to its k retrieved segments, plus the local ALT share.
+
+    Multi-head attention written as elementwise products over [B, k, L, heads] (the k segments
+    at the same site are the only keys), several times faster on CPU than running
+    ``nn.MultiheadAttention`` on B·L sequences of one query each. ``bias`` [B, k, L, heads]
+    (optional) is added to the logits: how long a segment matches the query around a site
+    decides how much the site listens to it.
+    """
+
+    def __init__(self, cfg: ImputerConfig):
+        super().__init__()
+        self.heads = cfg.heads
+        self.q = nn.Linear(cfg.d_model, cfg.d_model)
+        self.kv = nn.Linear(cfg.d_model, 2 * cfg.d_model)
+        self.out = nn.Linear(cfg.d_model, cfg.d_model)
         self.af_p = nn.Linear(2, cfg.d_model)
         self.norm = nn.LayerNorm(cfg.d_model)
         self.ff = nn.Sequential(nn.Linear(cfg.d_model, cfg.ff_mult * cfg.d_model), nn.GELU(),
                                 nn.Linear(cfg.ff_mult * cfg.d_model, cfg.d_model))
         self.norm2 = nn.LayerNorm(cfg.d_model)
 
-    def forward(self, h: torch.Tensor, rag_h: torch.Tensor, af: torch.Tensor, af_p: torch.Tensor) -> torch.Tensor:
+    def forward(self, h: torch.Tensor, rag_h: torch.Tensor, af: torch.Tensor, af_p: torch.Tensor,
+                bias: torch.Tensor | None = None) -> torch.Tensor:
         b, length, d = h.shape
-        k = rag_h.shape[1]
-        q = h.reshape(b * length, 1, d)
-        kv = rag_h.permute(0, 2, 1, 3).reshape(b * length, k, d)  # the k segments at the same site
-        att, _ = self.attn(q, kv, kv, need_weights=False)
-        fused = self.norm(h + att.reshape(b, length, d) + self.af_p(torch.stack([af, af_p], dim=-1)))
+        k, heads = rag_h.shape[1], self.heads
+        q = self.q(h).view(b, length, heads, d // heads)
+        key, value = self.kv(rag_h).view(b, k, length, 2, heads, d // heads).unbind(dim=3)
+        logits = (q.unsqueeze(1) * key).sum(dim=-1) / math.sqrt(d // heads)  # [B, k, L, H]
+        if bias is not None:
+            logits = logits + bias
+        att = (logits.softmax(dim=1).unsqueeze(-1) * value).sum(dim=1).reshape(b, length, d)
+        fused = self.norm(h + self.out(att) + self.af_p(torch.stack([af, af_p], dim=-1)))
         return self.norm2(fused + self.ff(fused))
 
 
 class SegmentEncoder(nn.Module):
-    """Embeds retrieved panel segments with pos/AF, local context (conv) and their retrieval distance."""
+    """Embeds retrieved panel segments: allele, site position and AF, retrieval distance, per-site match extents.
+
+    Everything that is the same for the k segments (site, position, AF) is computed once per
+    window and broadcast; the sum feeds the cross-attention's key/value projection directly
+    (no normalisation over the [B, k, L, D] tensor — on CPU each such pass costs as much as
+    the transformer).
+    """
 
     def __init__(self, cfg: ImputerConfig):
         super().__init__()
         self.allele = nn.Embedding(2, cfg.d_model)
         self.fusion = EmbFusion(cfg)
-        self.conv = nn.Conv1d(cfg.d_model, cfg.d_model, kernel_size=5, padding=2)
         self.dist = nn.Linear(1, cfg.d_model)
-        self.norm = nn.LayerNorm(cfg.d_model)
+        self.match = nn.Linear(3, cfg.d_model) if cfg.use_match else None
 
-    def forward(self, seg: torch.Tensor, pos: torch.Tensor, af: torch.Tensor, dist: torch.Tensor) -> torch.Tensor:
-        b, k, length = seg.shape
-        h = self.fusion(self.allele(seg), pos.unsqueeze(1), af.unsqueeze(1))  # [B, k, L, D]
-        flat = h.reshape(b * k, length, -1).transpose(1, 2)
-        ctx = self.conv(flat).transpose(1, 2).reshape(b, k, length, -1)
-        return self.norm(h + torch.relu(ctx) + self.dist(dist.unsqueeze(-1)).unsqueeze(2))
+    def forward(self, seg: torch.Tensor, pos: torch.Tensor, af: torch.Tensor, dist: torch.Tensor,
+                match: torch.Tensor | None = None) -> torch.Tensor:
+        shared = self.fusion(torch.zeros(*seg.shape[::2], self.allele.embedding_dim, device=seg.device), pos, af)
+        out = self.allele(seg) + (shared.unsqueeze(1) + self.dist(dist.unsqueeze(-1)).unsqueeze(2))  # [B, k, L, D]
+        if self.match is not None and match is not None:
+            out = out + self.match(match_features(match))
+        return out
 
 
 class BertRagImputer(nn.Module):
@@ -102,6 +149,8 @@ class BertRagImputer(nn.Module):
         self.transformer_blocks = nn.TransformerEncoder(layer, cfg.depth, enable_nested_tensor=False)
         self.segment_encoder = SegmentEncoder(cfg)
         self.rag_fusion = RagFusion(cfg)
+        self.match_bias = nn.Linear(3, cfg.heads) if cfg.use_match else None
+        self.match_vote = MatchVote(cfg) if cfg.use_match else None
         self.hap_head = nn.Linear(cfg.d_model, 2)
         self.gt_head = nn.Sequential(nn.Linear(2 * cfg.d_model, cfg.d_model), nn.GELU(), nn.Linear(cfg.d_model, 4))
 
@@ -109,16 +158,26 @@ class BertRagImputer(nn.Module):
         """The initial embedding (``hap_before``); also arm D's target when given the true alleles."""
         return self.embedding(tokens)
 
-    def encode(self, tokens, pos, af, rag, rag_dist):
+    def encode(self, tokens, pos, af, rag, rag_dist, rag_match=None):
         before = self.embed_alleles(tokens)
         h = self.transformer_blocks(self.emb_fusion(before, pos, af))
-        rag_h = self.segment_encoder(rag, pos, af, rag_dist)
-        af_p = rag.float().mean(dim=1)  # ALT share among the retrieved segments
-        return before, self.rag_fusion(h, rag_h, af, af_p)
+        use = self.cfg.use_match
+        rag_h = self.segment_encoder(rag, pos, af, rag_dist, rag_match if use else None)
+        if use:
+            af_p = self.match_vote(rag, rag_match)  # match-weighted ALT share of the retrieved segments
+            bias = self.match_bias(match_features(rag_match))
+        else:
+            af_p, bias = rag.float().mean(dim=1), None  # plain ALT share, as the seed
+        return before, self.rag_fusion(h, rag_h, af, af_p, bias)
 
     def forward(self, x: dict[str, torch.Tensor]) -> list[torch.Tensor]:
-        h1_before, h1_after = self.encode(x["hap_1"], x["pos"], x["af"], x["rag_seg_h1"], x["rag_dist_h1"])
-        h2_before, h2_after = self.encode(x["hap_2"], x["pos"], x["af"], x["rag_seg_h2"], x["rag_dist_h2"])
+        if self.cfg.use_match and "rag_match_h1" not in x:
+            raise KeyError("ImputerConfig.use_match needs rag_match_h1/rag_match_h2 [B, k, L, 2] in the batch "
+                           "(match extents from retrieval); build the config with use_match=False otherwise")
+        h1_before, h1_after = self.encode(x["hap_1"], x["pos"], x["af"], x["rag_seg_h1"], x["rag_dist_h1"],
+                                          x.get("rag_match_h1"))
+        h2_before, h2_after = self.encode(x["hap_2"], x["pos"], x["af"], x["rag_seg_h2"], x["rag_dist_h2"],
+                                          x.get("rag_match_h2"))
         gt = self.gt_head(torch.cat([h1_after, h2_after], dim=-1))
         return [self.hap_head(h1_after), self.hap_head(h2_after), gt, h1_before, h2_before, h1_after, h2_after]
 
@@ -127,5 +186,14 @@ class BertRagImputer(nn.Module):
         return [*self.embedding.parameters(), *self.emb_fusion.parameters(), *self.transformer_blocks.parameters()]
 
     def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
-        return {"transformer": list(self.transformer_blocks.parameters()),
-                "rag_fusion": list(self.rag_fusion.parameters()) + list(self.segment_encoder.parameters())}
+        """What every active term must reach (``train.fit``'s contract): the transformer, the RAG path, the match readers."""
+        groups = {"transformer": list(self.transformer_blocks.parameters()),
+                  "rag_fusion": list(self.rag_fusion.parameters()) + list(self.segment_encoder.parameters())}
+        if self.cfg.use_match:
+            groups["match"] = self.match_parameters()
+        return groups
+
+    def match_parameters(self) -> list[nn.Parameter]:
+        """The weights that read match extents (empty without ``use_match``)."""
+        mods = [m for m in (self.match_bias, self.match_vote, self.segment_encoder.match) if m is not None]
+        return [p for m in mods for p in m.parameters()]

@@ -34,19 +34,22 @@ def f1_by_arm(table: pd.DataFrame) -> alt.FacetChart:
         title="ALT-allele F1 on masked sites (dots = seeds, tick = mean, red dashed = Beagle 5.4)")
 
 
-def r2_by_maf(table: pd.DataFrame) -> alt.Chart:
-    """Dosage r² per MAF bin, mean over seeds, every arm and Beagle."""
-    cols = [c for c in table.columns if c.startswith("r2_")]
+def r2_by_maf(table: pd.DataFrame) -> alt.FacetChart:
+    """Dosage r² per MAF bin, pooled over (site, individual) and mean of per-site r², mean over seeds."""
+    cols = [c for c in table.columns if (c.startswith("r2_") and c != "r2_site_mean") or c.startswith("r2site_")]
     frame = table.assign(run=lambda f: _label(f)).melt(id_vars=["run"], value_vars=cols, var_name="bin",
                                                         value_name="r2")
-    frame["MAF bin"] = frame["bin"].str.removeprefix("r2_")
-    frame = frame.groupby(["run", "MAF bin"], as_index=False)["r2"].mean()
+    frame["r²"] = np.where(frame["bin"].str.startswith("r2site_"), "mean of per-site r²", "pooled r²")
+    frame["MAF bin"] = frame["bin"].str.replace("r2site_", "", regex=False).str.replace("r2_", "", regex=False)
+    frame = frame.groupby(["run", "r²", "MAF bin"], as_index=False)["r2"].mean()
+    order = list(dict.fromkeys(frame["MAF bin"]))
     return alt.Chart(frame).mark_line(point=True).encode(
-        x=alt.X("MAF bin:O", sort=[c.removeprefix("r2_") for c in cols]), y=alt.Y("r2:Q", title="dosage r²"),
+        x=alt.X("MAF bin:O", sort=order), y=alt.Y("r2:Q", title="dosage r²"),
         color=alt.Color("run:N", title="arm · γ"),
         strokeDash=alt.condition(alt.datum.run == BEAGLE, alt.value([6, 3]), alt.value([1, 0])),
         tooltip=["run", "MAF bin", alt.Tooltip("r2:Q", format=".3f")],
-    ).properties(width=380, height=240, title="Dosage r² by panel MAF (masked sites)")
+    ).properties(width=300, height=220).facet(column=alt.Column("r²:N", title=None)).properties(
+        title="Dosage r² by panel MAF (masked sites of the targets)")
 
 
 def _curves(history: pd.DataFrame, cols: list[str], title: str, y_title: str, *, log: bool = False) -> alt.FacetChart:
