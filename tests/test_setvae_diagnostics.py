@@ -61,7 +61,7 @@ def test_linear_cka_and_pca():
 
 @pytest.fixture(scope="module")
 def tiny():
-    params = S.SetVAEParams.from_preset("quick", n_stays=160, max_steps=12, epochs=8, batch_size=16, lr=5e-3, min_updates=0,
+    params = S.SetVAEParams.from_preset("quick", n_stays=160, max_steps=12, epochs=8, batch_size=16, lr=5e-3, min_updates=0, set_window_minutes=0,
                                         progress=False, output_dir="runs/test/setvae_diag", seeds=[0])
     data = S.load(params)
     prep = S.prepare(data, S.make_splits(data, params), params)
@@ -78,8 +78,8 @@ def test_diagnosis_collapsed_when_decoder_ignores_z_and_healthy_when_it_uses_it(
     def with_decoder(decoder_input):
         original = S.build_model
 
-        def build(cfg, p, n):
-            obj = original(cfg, p, n)
+        def build(cfg, p, n, *args):
+            obj = original(cfg, p, n, *args)
             obj.model.__init__(dataclasses.replace(obj.model.cfg, decoder_input=decoder_input))
             return obj
 
