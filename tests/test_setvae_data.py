@@ -60,93 +60,11 @@ def test_simulator_without_outcome_signal_is_chance():
     assert abs(roc_auc_score(flat.labels, prob) - 0.5) < 0.08
 
 
-def test_malformed_time_named(tmp_path):
-    _stay(tmp_path, "1.txt", "Time,Parameter,Value\n00:00,RecordID,1\n7h30,HR,80\n")
-    with pytest.raises(c.ClinicalFormatError, match=r"1.txt: row 3: malformed time '7h30'.*HH:MM"):
-        c.load_physionet(tmp_path / "set", _outcomes(tmp_path, "1,0\n"))
-
-
-def test_minutes_out_of_range_rejected(tmp_path):
-    _stay(tmp_path, "1.txt", "Time,Parameter,Value\n00:00,RecordID,1\n01:75,HR,80\n")
-    with pytest.raises(c.ClinicalFormatError, match="malformed time '01:75'"):
-        c.load_physionet(tmp_path / "set", _outcomes(tmp_path, "1,0\n"))
-
-
-def test_unknown_variable_error_and_drop_policy(tmp_path):
-    _stay(tmp_path, "1.txt", "Time,Parameter,Value\n00:00,RecordID,1\n01:10,HR,80\n02:00,Pulse,70\n")
-    outcomes = _outcomes(tmp_path, "1,0\n")
-    with pytest.raises(c.ClinicalFormatError, match=r"unknown variable\(s\) \['Pulse'\]"):
-        c.load_physionet(tmp_path / "set", outcomes)
-    data = c.load_physionet(tmp_path / "set", outcomes, unknown="drop")
-    assert list(data.obs["variable"]) == ["HR"] and data.dropped["unknown variable rows"] == 1
-
-
-def test_stay_without_outcome(tmp_path):
-    _stay(tmp_path, "1.txt", "Time,Parameter,Value\n00:00,RecordID,1\n01:10,HR,80\n")
-    _stay(tmp_path, "2.txt", "Time,Parameter,Value\n00:00,RecordID,2\n01:10,HR,80\n")
-    with pytest.raises(c.ClinicalFormatError, match=r"1 stay\(s\) have no outcome, e.g. \['2'\]"):
-        c.load_physionet(tmp_path / "set", _outcomes(tmp_path, "1,0\n"))
-
-
-def test_duplicate_record_ids(tmp_path):
-    _stay(tmp_path, "1.txt", "Time,Parameter,Value\n00:00,RecordID,7\n01:10,HR,80\n")
-    _stay(tmp_path, "2.txt", "Time,Parameter,Value\n00:00,RecordID,7\n01:10,HR,81\n")
-    with pytest.raises(c.ClinicalFormatError, match="duplicate RecordID 7"):
-        c.load_physionet(tmp_path / "set", _outcomes(tmp_path, "7,0\n"))
-
-
-def test_duplicate_outcome_rows(tmp_path):
-    _stay(tmp_path, "1.txt", "Time,Parameter,Value\n00:00,RecordID,1\n01:10,HR,80\n")
-    with pytest.raises(c.ClinicalFormatError, match=r"duplicate RecordID \['1'\]"):
-        c.load_physionet(tmp_path / "set", _outcomes(tmp_path, "1,0\n1,1\n"))
-
-
-def test_empty_and_headerless_files(tmp_path):
-    _stay(tmp_path, "1.txt", "")
-    with pytest.raises(c.ClinicalFormatError, match="1.txt: empty file"):
-        c.load_physionet(tmp_path / "set", _outcomes(tmp_path, "1,0\n"))
-    _stay(tmp_path, "1.txt", "T,P,V\n00:00,HR,1\n")
-    with pytest.raises(c.ClinicalFormatError, match="header must be Time,Parameter,Value"):
-        c.load_physionet(tmp_path / "set", _outcomes(tmp_path, "1,0\n"))
-    (tmp_path / "empty").mkdir()
-    with pytest.raises(c.ClinicalFormatError, match="no stay files"):
-        c.load_physionet(tmp_path / "empty", _outcomes(tmp_path, "1,0\n"))
-
-
-def test_bad_value_and_bad_label(tmp_path):
-    _stay(tmp_path, "1.txt", "Time,Parameter,Value\n00:00,RecordID,1\n01:10,HR,fast\n")
-    with pytest.raises(c.ClinicalFormatError, match="row 3: Value 'fast' is not a number"):
-        c.load_physionet(tmp_path / "set", _outcomes(tmp_path, "1,0\n"))
-    _stay(tmp_path, "1.txt", "Time,Parameter,Value\n00:00,RecordID,1\n01:10,HR,80\n")
-    with pytest.raises(c.ClinicalFormatError, match="In-hospital_death must be 0/1; row 2 has 'yes'"):
-        c.load_physionet(tmp_path / "set", _outcomes(tmp_path, "1,yes\n"))
-
-
 def test_physionet_missing_marker_and_static_descriptors(tmp_path):
     _stay(tmp_path, "1.txt", "Time,Parameter,Value\n00:00,RecordID,1\n00:00,Age,54\n00:00,Weight,-1\n00:07,HR,80\n")
     data = c.load_physionet(tmp_path / "set", _outcomes(tmp_path, "1,1\n"))
     assert list(data.obs["variable"]) == ["HR"] and data.obs["time"].iloc[0] == pytest.approx(7 / 60)
     assert data.static.loc["1", "Age"] == 54
-
-
-def test_long_csv_errors(tmp_path):
-    obs, lab = tmp_path / "o.csv", tmp_path / "l.csv"
-    lab.write_text("stay_id,label\na,0\n")
-    obs.write_text("stay_id,time,variable\na,1.5,HR\n")
-    with pytest.raises(c.ClinicalFormatError, match=r"missing column\(s\) \['value'\]"):
-        c.load_long_csv(obs, lab)
-    obs.write_text("stay_id,time,variable,value\na,01:30,HR,80\n")
-    with pytest.raises(c.ClinicalFormatError, match="row 2: time '01:30' is not a finite number"):
-        c.load_long_csv(obs, lab)
-    obs.write_text("stay_id,time,variable,value\na,-1,HR,80\n")
-    with pytest.raises(c.ClinicalFormatError, match="negative time"):
-        c.load_long_csv(obs, lab)
-    obs.write_text("")
-    with pytest.raises(c.ClinicalFormatError, match="o.csv: empty file"):
-        c.load_long_csv(obs, lab)
-    obs.write_text("stay_id,time,variable,value\na,1.25,HR,80\nb,2,HR,70\n")
-    with pytest.raises(c.ClinicalFormatError, match=r"no outcome, e.g. \['b'\]"):
-        c.load_long_csv(obs, lab)
 
 
 def test_set_arrays_keep_exact_times_and_group_by_timestamp(tmp_path):

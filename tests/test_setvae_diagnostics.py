@@ -61,7 +61,7 @@ def test_linear_cka_and_pca():
 
 @pytest.fixture(scope="module")
 def tiny():
-    params = S.SetVAEParams.from_preset("quick", n_stays=160, max_steps=12, epochs=8, batch_size=16, lr=5e-3,
+    params = S.SetVAEParams.from_preset("quick", n_stays=160, max_steps=12, epochs=8, batch_size=16, lr=5e-3, min_updates=0, set_window_minutes=0,
                                         progress=False, output_dir="runs/test/setvae_diag", seeds=[0])
     data = S.load(params)
     prep = S.prepare(data, S.make_splits(data, params), params)
@@ -78,8 +78,8 @@ def test_diagnosis_collapsed_when_decoder_ignores_z_and_healthy_when_it_uses_it(
     def with_decoder(decoder_input):
         original = S.build_model
 
-        def build(cfg, p, n):
-            obj = original(cfg, p, n)
+        def build(cfg, p, n, *args):
+            obj = original(cfg, p, n, *args)
             obj.model.__init__(dataclasses.replace(obj.model.cfg, decoder_input=decoder_input))
             return obj
 
@@ -94,3 +94,49 @@ def test_diagnosis_collapsed_when_decoder_ignores_z_and_healthy_when_it_uses_it(
     assert ignored.diagnosis.status == "collapsed", str(ignored.diagnosis)
     assert uses.diagnosis.status == "healthy", str(uses.diagnosis)
     assert SetVAEConfig().decoder_input == "z+h"
+
+
+def _healthy_levels():
+    rng = np.random.default_rng(0)
+    return [dg.level_stats(1, rng.normal(0, 1, (300, 4)), np.full((300, 4), -2.0), np.zeros((300, 4)), np.zeros((300, 4)))]
+
+
+def test_underfitting_is_not_advised_regularisation():
+    """Train AUROC at chance (the failure the issue reported: train 0.50, test 0.35): the model did not learn."""
+    d = dg.diagnose(_healthy_levels(), train_auroc=0.50, val_auroc=0.35, train_counts=(25, 155), val_counts=(8, 52))
+    assert d.problem == "underfitting" and "did not learn" in str(d)
+    assert "dropout" not in d.next_step and "weight decay" not in d.next_step
+    assert "train longer" in d.next_step
+
+
+def test_overfitting_needs_a_model_that_fits_its_training_stays():
+    d = dg.diagnose(_healthy_levels(), train_auroc=0.97, val_auroc=0.66, train_counts=(60, 300), val_counts=(20, 100))
+    assert d.problem == "overfitting" and "dropout" in d.next_step
+    fine = dg.diagnose(_healthy_levels(), train_auroc=0.86, val_auroc=0.80, train_counts=(60, 300), val_counts=(20, 100))
+    assert fine.problem == "none"
+
+
+def test_chance_band_widens_with_few_positives():
+    """0.62 on 5 positives is within sampling noise of 0.5; on 500 it is not."""
+    assert dg.task_fit(0.62, 0.6, train_counts=(5, 40))[0] == "underfitting"
+    assert dg.task_fit(0.62, 0.6, train_counts=(500, 4000))[0] == "weak task"
+    gap_small_test = dg.task_fit(0.9, 0.75, train_counts=(100, 600), test_counts=(4, 30))[0]
+    assert gap_small_test == "ok"  # a 0.15 gap on 4 test positives is not evidence of overfitting
+
+
+def test_collapse_with_underfitting_says_both():
+    dead = dg.level_stats(1, np.random.default_rng(0).normal(0, 0.01, (300, 4)), np.zeros((300, 4)),
+                          np.zeros((300, 4)), np.zeros((300, 4)))
+    d = dg.diagnose([dead], train_auroc=0.52, val_auroc=0.5, train_counts=(30, 150))
+    assert d.status == "collapsed" and d.problem == "collapse" and "train longer" in d.next_step
+
+
+def test_a_model_trained_too_little_is_diagnosed_underfitting(tiny):
+    """Trained end to end with a learning rate too small to move: the diagnosis names underfitting."""
+    import dataclasses
+
+    params, prep = tiny
+    frozen = dataclasses.replace(params, lr=1e-7, epochs=1, min_updates=0)
+    run = S.train_run("after, lr 1e-7", S.AFTER, prep, frozen, seed=0)
+    assert run.diagnosis.problem in ("underfitting", "collapse"), str(run.diagnosis)
+    assert "train longer" in run.diagnosis.next_step and "dropout" not in run.diagnosis.next_step

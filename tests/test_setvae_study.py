@@ -60,7 +60,7 @@ def test_every_fix_field_differs_between_before_and_after():
 @pytest.fixture(scope="module")
 def small(tmp_path_factory):
     out = tmp_path_factory.mktemp("sv")
-    params = S.SetVAEParams.from_preset("quick", n_stays=120, max_steps=8, epochs=1, progress=False,
+    params = S.SetVAEParams.from_preset("quick", n_stays=120, max_steps=8, epochs=1, min_updates=0, progress=False,
                                         output_dir=str(out), baselines=["logistic", "gbm"])
     data = S.load(params)
     splits = S.make_splits(data, params)

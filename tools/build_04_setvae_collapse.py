@@ -27,18 +27,26 @@ AdamW with per-module learning rates and a cosine schedule).
 
 `preset` picks a size (`quick` for this committed notebook, `standard` for `make run`, `full` ≈ 4,000 stays).
 Any other name set here overrides the preset; `None` keeps it. Example:
-`papermill notebooks/04_setvae_collapse.ipynb out.ipynb -p preset standard -p seeds "[0, 1]"`;
-your data: `-p data path/to/set-a -p outcomes path/to/Outcomes-a.txt` or a directory holding
-`observations.csv` + `labels.csv`.
+`papermill notebooks/04_setvae_collapse.ipynb out.ipynb -p preset standard -y "seeds: [0, 1]"`;
+your data: `-p data path/to/set-a -p outcomes path/to/Outcomes-a.txt`, or a long CSV
+`-p data events.csv -p outcomes outcome.csv -y "columns: {stay_id: icustay, time: minutes_in, variable: item, value: valuenum}" -p time_unit minutes -p label_column died`
+(README, "Your own data").
 """),
     params("""
 preset = "quick"
 seed = None
 output_dir = None
-data = None  # "simulated", a PhysioNet-2012 directory, or a directory with observations.csv + labels.csv
-outcomes = None
+data = None  # "simulated", a PhysioNet-2012 set-a directory, a long CSV file, or a directory with observations.csv
+outcomes = None  # Outcomes-a.txt (PhysioNet) or the label CSV (long format)
+label_column = None  # default In-hospital_death (PhysioNet) / label (long CSV)
+columns = None  # long CSV column names, e.g. {"stay_id": "icustay", "time": "minutes_in", "variable": "item", "value": "valuenum"}
+time_unit = None  # long CSV time: hours | minutes | seconds | days | hh:mm
+unknown_variables = None  # "error" or "drop" (counted)
 n_stays = None
+max_steps = None  # sets per stay the model reads (the last ones); what is dropped is reported
+set_window_minutes = None  # "auto": widen sets until the median stay fits in max_steps; 0 = one set per timestamp
 epochs = None
+min_updates = None  # at least this many optimiser steps per run
 seeds = None
 ablation = None  # list of fix names (see latentlab.studies.setvae.FIXES)
 extras = None
@@ -71,6 +79,12 @@ probability and whole-stay missingness. The outcome (~14 % positive) depends on 
 stay and its drift — the *trajectory*, which a model has to read from its latents. Stays are written as
 PhysioNet-2012 files (`Time,Parameter,Value`, `HH:MM`) plus `Outcomes-a.txt` and read back through the
 validated loader. Observations sharing one timestamp form one set = one time step; no rounding to hours.
+
+**How much of each stay the model reads.** The model reads at most `max_steps` sets per stay (the last
+ones). With `set_window_minutes="auto"` timestamps closer than a window join one set, the window widening
+(0, 5, 10, 15, 30, 60, 120, 240 min) until the median stay fits — a set keeps the exact time of its first
+observation. The line printed below says how many sets, stays and observations the cap dropped; it starts
+with WARNING (also written to `metrics.json`) when most observations are dropped.
 """),
     code("""
 data = S.load(params)
@@ -180,13 +194,27 @@ chart_scores = plots.scores_chart(scores, base_rate)
 chart_scores
 """, "nbval-ignore-output"),
     md("""
-## 6 · Results on disk
+## 6 · Conclusions (computed from this run's numbers)
+
+Each line below is built from the tables above: the data kept, each reference's collapse verdict and
+whether it *learned* (training AUROC against the chance band — a model at chance is underfitting, and no
+dropout helps it), the comparison with the baselines, and which one-fix-off rows changed collapse. A
+comparison with one seed, or with overlapping seeds, says "not resolved".
+"""),
+    code("""
+lines = S.conclusions(agg, base, prep)
+for line in lines:
+    print("-", line)
+""", "nbval-ignore-output"),
+    md("""
+## 7 · Results on disk
 
 `metrics.json` (parameters, before/after means over seeds, baselines), one CSV per table, every chart as
 PNG + HTML, and `history.csv` (every loss term, its weight and each diagnostic per epoch and run).
 """),
     code("""
 metrics = S.summary_metrics(rows, base, data, prep)
+metrics["conclusions"] = lines
 metrics["seconds"] = time.perf_counter() - started
 out = S.write_outputs(
     params, metrics=metrics,

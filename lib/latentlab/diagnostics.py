@@ -84,12 +84,16 @@ def level_stats(level: int, mu_q, lv_q, mu_p, lv_p, *, seed: int = 0) -> LevelSt
 
 @dataclasses.dataclass
 class Diagnosis:
+    """``status`` is about the latents ("collapsed"/"healthy"); ``problem`` names what to fix first."""
+
     status: str  # "collapsed" or "healthy"
     evidence: list
     next_step: str
+    problem: str = "none"  # collapse | underfitting | overfitting | variance | weak task | none
 
     def __str__(self) -> str:
-        return f"{self.status.upper()}: " + "; ".join(self.evidence) + f" → next: {self.next_step}"
+        head = self.status.upper() + ("" if self.problem in ("none", "collapse") else f", {self.problem.upper()}")
+        return f"{head}: " + "; ".join(self.evidence) + f" → next: {self.next_step}"
 
 
 SEED_ADVICE = {
@@ -97,12 +101,49 @@ SEED_ADVICE = {
     "variance": "posterior σ below 0.1: enable the variance regulariser / widen logvar clipping",
     "weak_task": "raise the classification weight w (e.g. 0.5 → 1.0)",
     "overfit": "more dropout or weight decay",
+    "underfit": ("the model did not learn the task (training AUROC at chance): train longer "
+                 "(min_updates / epochs), raise lr or the SetVAE's lr scale, and check how much the step cap "
+                 "dropped — not more regularisation"),
     "ok": "keep the configuration; compare AUROC/AUPRC against the baselines",
 }
 
 
+def chance_auroc_sd(n_pos: int, n_neg: int) -> float:
+    """Standard deviation of AUROC for a scorer with no signal (Mann–Whitney null): a yardstick for
+    "≈ chance" and for a train–test gap that sampling alone explains."""
+    if n_pos < 1 or n_neg < 1:
+        return math.inf
+    return math.sqrt((n_pos + n_neg + 1) / (12 * n_pos * n_neg))
+
+
+def task_fit(train_auroc: float, test_auroc: float, *, train_counts: tuple[int, int] | None = None,
+             test_counts: tuple[int, int] | None = None, min_margin: float = 0.1) -> tuple[str, str]:
+    """("underfitting" | "overfitting" | "weak task" | "ok", evidence) from train and held-out AUROC.
+
+    Underfitting: the training AUROC is within max(``min_margin``, 2 null-sd) of 0.5 — the model did
+    not even fit its own training stays, so regularising more cannot help. Overfitting: training well
+    above chance and the held-out AUROC lower by more than that margin (2 null-sd of the held-out set).
+    """
+    sd_train = chance_auroc_sd(*train_counts) if train_counts else 0.0
+    sd_test = chance_auroc_sd(*test_counts) if test_counts else 0.0
+    chance_band = max(min_margin, 2 * sd_train)
+    gap_band = max(min_margin, 2 * sd_test)
+    text = (f"AUROC train {train_auroc:.3f} vs held-out {test_auroc:.3f} (chance band ±{chance_band:.3f}, "
+            f"gap band {gap_band:.3f})")
+    if not math.isfinite(train_auroc) or not math.isfinite(test_auroc):
+        return "ok", text + ": not tested (one class only)"
+    if train_auroc < 0.5 + chance_band:
+        return "underfitting", text + ": training AUROC at chance — the model did not learn"
+    if train_auroc - test_auroc > gap_band:
+        return "overfitting", text + ": training far above held-out"
+    if test_auroc < 0.7:
+        return "weak task", text
+    return "ok", text
+
+
 def diagnose(levels: list[LevelStats], *, min_active_ratio: float = 0.5, min_kl: float = 0.5,
-             min_level_kl: float = 0.1, train_auroc: float | None = None, val_auroc: float | None = None) -> Diagnosis:
+             min_level_kl: float = 0.1, train_auroc: float | None = None, val_auroc: float | None = None,
+             train_counts: tuple[int, int] | None = None, val_counts: tuple[int, int] | None = None) -> Diagnosis:
     """Read the diagnostics and say "collapsed" or "healthy", with the evidence and the seed's next step.
 
     Collapsed if the overall active-unit ratio is below ``min_active_ratio`` or the total KL per step
@@ -110,6 +151,9 @@ def diagnose(levels: list[LevelStats], *, min_active_ratio: float = 0.5, min_kl:
     A level whose KL is below ``min_level_kl`` is named as near its prior even when its posterior
     means vary: with a prior p(z^l | z^{l-1}) they vary because the prior does, which active units
     count but which is no information of the level's own.
+    With training and held-out AUROC, the task side is read too (``task_fit``): a model whose training
+    AUROC is at chance is *underfitting* (never advised more dropout), one far above its held-out
+    AUROC is *overfitting*. ``problem`` names what to fix first: collapse, then underfitting, then the rest.
     """
     total_dims = sum(s.dims for s in levels)
     ratio = sum(s.active for s in levels) / total_dims
@@ -121,21 +165,26 @@ def diagnose(levels: list[LevelStats], *, min_active_ratio: float = 0.5, min_kl:
     near_prior = [s.level for s in levels if s.kl < min_level_kl]
     if near_prior:
         evidence.append(f"level(s) {near_prior} within {min_level_kl} nats/step of their prior")
+    fit = "ok"
+    if train_auroc is not None and val_auroc is not None:
+        fit, text = task_fit(train_auroc, val_auroc, train_counts=train_counts, test_counts=val_counts)
+        evidence.append(text)
     collapsed = ratio < min_active_ratio or kl < min_kl
     if collapsed:
         dead = [s.level for s in levels if s.active_ratio < min_active_ratio]
         if dead:
             evidence.append(f"collapsed level(s): {dead}")
-        return Diagnosis("collapsed", evidence, SEED_ADVICE["collapsed"])
+        advice = SEED_ADVICE["collapsed"] + ("; and " + SEED_ADVICE["underfit"] if fit == "underfitting" else "")
+        return Diagnosis("collapsed", evidence, advice, "collapse")
+    if fit == "underfitting":
+        return Diagnosis("healthy", evidence, SEED_ADVICE["underfit"], "underfitting")
     if min(s.mean_sigma for s in levels) < 0.1:
-        return Diagnosis("healthy", evidence + ["but posterior σ < 0.1 on some level"], SEED_ADVICE["variance"])
-    if train_auroc is not None and val_auroc is not None:
-        evidence.append(f"AUROC train {train_auroc:.3f} vs held-out {val_auroc:.3f}")
-        if train_auroc - val_auroc > 0.1:
-            return Diagnosis("healthy", evidence, SEED_ADVICE["overfit"])
-        if val_auroc < 0.7:
-            return Diagnosis("healthy", evidence, SEED_ADVICE["weak_task"])
-    return Diagnosis("healthy", evidence, SEED_ADVICE["ok"])
+        return Diagnosis("healthy", evidence + ["but posterior σ < 0.1 on some level"], SEED_ADVICE["variance"], "variance")
+    if fit == "overfitting":
+        return Diagnosis("healthy", evidence, SEED_ADVICE["overfit"], "overfitting")
+    if fit == "weak task":
+        return Diagnosis("healthy", evidence, SEED_ADVICE["weak_task"], "weak task")
+    return Diagnosis("healthy", evidence, SEED_ADVICE["ok"], "none")
 
 
 def pca_2d(x: np.ndarray) -> np.ndarray:

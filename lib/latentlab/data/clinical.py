@@ -13,8 +13,11 @@ Policies (stated once, tested):
 
 from __future__ import annotations
 
+import csv
 import dataclasses
+import io
 import re
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -66,6 +69,85 @@ class ClinicalData:
 # --------------------------------------------------------------------------- parsing helpers
 
 
+def read_table(path: Path, *, what: str, dtype: dict | None = None) -> pd.DataFrame:
+    """Read a comma-separated text file as strings-first, naming the file and line of any fault.
+
+    Line numbers are the file's own (header = line 1): blank lines are kept as rows so they do not
+    shift the count, and dropped afterwards. Non-UTF-8 bytes (a gzip file, a Latin-1 export) and rows
+    with extra fields are reported with their line instead of pandas' bare exceptions.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise ClinicalFormatError(f"{path}: {what} not found")
+    raw = path.read_bytes()
+    try:
+        raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        kind = " (gzip-compressed? decompress it first)" if raw[:2] == b"\x1f\x8b" else ""
+        raise ClinicalFormatError(
+            f"{path}: line {line}: byte {raw[exc.start]:#04x} is not UTF-8 text{kind}; expected a UTF-8 CSV {what}"
+        ) from None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", pd.errors.ParserWarning)  # index_col=False: extra fields warn
+            frame = pd.read_csv(path, dtype=dtype or str, skip_blank_lines=False, encoding="utf-8-sig",
+                                keep_default_na=False, na_values=[""], index_col=False)
+    except pd.errors.EmptyDataError:
+        raise ClinicalFormatError(f"{path}: empty file; expected a header line and rows ({what})") from None
+    except (pd.errors.ParserError, pd.errors.ParserWarning) as exc:
+        line, reason = _ragged_line(raw.decode("utf-8-sig"))
+        if line is None:
+            line, reason = _parser_line(exc), _parser_reason(exc)
+        raise ClinicalFormatError(f"{path}: line {line}: {reason} ({what})") from None
+    frame.columns = [str(c).strip() for c in frame.columns]
+    frame.index = frame.index + 2  # the file's line numbers
+    return frame.dropna(how="all")
+
+
+def _ragged_line(text: str) -> tuple[int | None, str]:
+    """The first line whose field count differs from the header's (csv quoting respected)."""
+    rows = csv.reader(io.StringIO(text))
+    width = len(next(rows, []))
+    for number, row in enumerate(rows, start=2):
+        if row and len(row) != width:
+            return number, f"{len(row)} fields where the header has {width}"
+    return None, ""
+
+
+def _parser_line(exc: Exception) -> str:
+    match = re.search(r"line (\d+)", str(exc))
+    return match.group(1) if match else "?"
+
+
+def _parser_reason(exc: Exception) -> str:
+    match = re.search(r"Expected (\d+) fields in line \d+, saw (\d+)", str(exc))
+    if match:
+        return f"{match.group(2)} fields where the header has {match.group(1)}"
+    return str(exc).strip().splitlines()[-1]
+
+
+def finite_numbers(frame: pd.DataFrame, column: str, *, where: Path, hint: str = "") -> np.ndarray:
+    """The column as floats; the first empty, non-numeric or non-finite (inf, nan) entry is an error
+    naming the file, the line and the column."""
+    text = frame[column]
+    values = pd.to_numeric(text, errors="coerce").to_numpy(dtype=float)
+    bad = ~np.isfinite(values)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        shown = "is empty" if pd.isna(text.iloc[i]) else f"{text.iloc[i]!r} is not a finite number"
+        raise ClinicalFormatError(f"{where}: line {frame.index[i]}: {column} {shown}; expected a finite number{hint}")
+    return values
+
+
+def record_id(text: str, *, where: str) -> str:
+    """A PhysioNet RecordID must be a whole number; ``132539.7`` is refused, never truncated."""
+    value = pd.to_numeric(pd.Series([text]), errors="coerce").iloc[0]
+    if not np.isfinite(value) or float(value) != int(value):
+        raise ClinicalFormatError(f"{where}: RecordID {text!r} is not a whole number")
+    return str(int(value))
+
+
 def parse_hhmm(text: str, *, where: str) -> float:
     """``HH:MM`` (hours may exceed 24) → hours as a float, exactly (minutes / 60)."""
     match = _TIME.match(str(text).strip())
@@ -75,12 +157,12 @@ def parse_hhmm(text: str, *, where: str) -> float:
 
 
 def parse_hhmm_column(column: pd.Series, *, where: str) -> np.ndarray:
-    """Vectorised ``parse_hhmm``; the first malformed row is named (row numbers count the header)."""
+    """Vectorised ``parse_hhmm``; the first malformed entry is named by the frame's index (its line)."""
     parts = column.astype(str).str.strip().str.extract(_TIME.pattern)
     bad = parts[0].isna().to_numpy()
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
-        parse_hhmm(column.iloc[row], where=f"{where}: row {row + 2}")
+        parse_hhmm(column.iloc[row], where=f"{where}: line {column.index[row]}: Time")
     return parts[0].astype(int).to_numpy() + parts[1].astype(int).to_numpy() / 60.0
 
 
@@ -89,7 +171,8 @@ def format_hhmm(hours: float) -> str:
     return f"{minutes // 60:02d}:{minutes % 60:02d}"
 
 
-def _check_variables(frame: pd.DataFrame, known: Sequence[str], unknown: str, where: str) -> tuple[pd.DataFrame, int]:
+def _check_variables(frame: pd.DataFrame, known: Sequence[str], unknown: str, where: str,
+                     column: str = "variable") -> tuple[pd.DataFrame, int]:
     if unknown not in ("error", "drop"):
         raise ValueError(f"unknown must be 'error' or 'drop', got {unknown!r}")
     bad = ~frame["variable"].isin(known)
@@ -97,43 +180,50 @@ def _check_variables(frame: pd.DataFrame, known: Sequence[str], unknown: str, wh
         return frame, 0
     if unknown == "error":
         names = sorted(frame.loc[bad, "variable"].astype(str).unique())[:5]
+        line = frame.index[np.flatnonzero(bad.to_numpy())[0]]
         raise ClinicalFormatError(
-            f"{where}: unknown variable(s) {names}; expected one of the {len(known)} known variables "
-            "(pass unknown='drop' to drop them, or variables=[...] to declare them)"
+            f"{where}: line {line}: {column} {frame.loc[line, 'variable']!r} is not a known variable "
+            f"(unknown here: {names}); expected one of the {len(known)} known variables "
+            "(set unknown_variables='drop' to drop them and count them)"
         )
     return frame.loc[~bad], int(bad.sum())
 
 
-def _attach_labels(obs: pd.DataFrame, labels: pd.Series, where: str) -> pd.Series:
+def _attach_labels(obs: pd.DataFrame, labels: pd.Series, where: str, id_column: str) -> pd.Series:
     ids = pd.Index(obs["stay_id"].unique())
     missing = ids.difference(labels.index)
     if len(missing):
         raise ClinicalFormatError(
-            f"{where}: {len(missing)} stay(s) have no outcome, e.g. {list(missing[:5])}"
+            f"{where}: no outcome row for {len(missing)} stay(s): {id_column} {list(missing[:5])}"
         )
     return labels.loc[ids].sort_index()
 
 
-def _read_labels(path: Path, id_column: str, label_column: str) -> pd.Series:
-    if not path.exists():
-        raise ClinicalFormatError(f"{path}: outcome file not found")
-    try:
-        frame = pd.read_csv(path)
-    except pd.errors.EmptyDataError as exc:
-        raise ClinicalFormatError(f"{path}: outcome file is empty") from exc
+def _read_labels(path: Path, id_column: str, label_column: str, *, whole_ids: bool = False) -> pd.Series:
+    frame = read_table(Path(path), what="outcome file")
     for col in (id_column, label_column):
         if col not in frame.columns:
             raise ClinicalFormatError(f"{path}: missing column {col!r}; found {list(frame.columns)}")
-    ids = frame[id_column].astype(str)
-    dup = ids[ids.duplicated()]
-    if len(dup):
-        raise ClinicalFormatError(f"{path}: duplicate {id_column} {list(dup.unique()[:5])}")
-    values = pd.to_numeric(frame[label_column], errors="coerce")
+    if frame.empty:
+        raise ClinicalFormatError(f"{path}: no outcome rows under the header")
+    ids = frame[id_column].astype(str).str.strip()
+    empty = ids.isin(["", "nan"])
+    if empty.any():
+        raise ClinicalFormatError(f"{path}: line {ids.index[np.flatnonzero(empty)[0]]}: empty {id_column}")
+    if whole_ids:
+        ids = pd.Series([record_id(v, where=f"{path}: line {i}") for i, v in ids.items()], index=ids.index)
+    dup = ids.duplicated(keep="first")
+    if dup.any():
+        line = ids.index[np.flatnonzero(dup.to_numpy())[0]]
+        first = ids.index[(ids == ids[line]).to_numpy()][0]
+        raise ClinicalFormatError(f"{path}: line {line}: duplicate {id_column} {ids[line]} (first on line {first})")
+    text = frame[label_column].astype(str).str.strip()
+    values = pd.to_numeric(text, errors="coerce")
     bad = ~values.isin([0, 1])
     if bad.any():
-        row = int(np.flatnonzero(bad.to_numpy())[0])
+        line = text.index[np.flatnonzero(bad.to_numpy())[0]]
         raise ClinicalFormatError(
-            f"{path}: {label_column} must be 0/1; row {row + 2} has {frame[label_column].iloc[row]!r}"
+            f"{path}: line {line}: {label_column} must be 0 or 1; found {text[line]!r}"
         )
     return pd.Series(values.astype(int).to_numpy(), index=ids.to_numpy(), name="label")
 
@@ -142,25 +232,29 @@ def _read_labels(path: Path, id_column: str, label_column: str) -> pd.Series:
 
 
 def read_physionet_stay(path: Path) -> tuple[str, pd.DataFrame, dict[str, float]]:
-    """One ``Time,Parameter,Value`` file → (record id, long frame, static descriptors)."""
-    try:
-        frame = pd.read_csv(path, dtype={"Time": str, "Parameter": str})
-    except pd.errors.EmptyDataError as exc:
-        raise ClinicalFormatError(f"{path}: empty file; expected a header Time,Parameter,Value") from exc
+    """One ``Time,Parameter,Value`` file → (record id, long frame indexed by line, static descriptors)."""
+    frame = read_table(path, what="PhysioNet-2012 stay file (Time,Parameter,Value)")
     if list(frame.columns) != ["Time", "Parameter", "Value"]:
         raise ClinicalFormatError(f"{path}: header must be Time,Parameter,Value; found {list(frame.columns)}")
     if frame.empty:
         raise ClinicalFormatError(f"{path}: no observation rows")
-    values = pd.to_numeric(frame["Value"], errors="coerce")
-    if values.isna().any():
-        row = int(np.flatnonzero(values.isna().to_numpy())[0])
-        raise ClinicalFormatError(f"{path}: row {row + 2}: Value {frame['Value'].iloc[row]!r} is not a number")
+    params = frame["Parameter"].astype(str).str.strip()
+    missing_name = params.isin(["", "nan"])
+    if missing_name.any():
+        raise ClinicalFormatError(f"{path}: line {params.index[np.flatnonzero(missing_name)[0]]}: empty Parameter")
     times = parse_hhmm_column(frame["Time"], where=str(path))
-    frame = pd.DataFrame({"time": times, "variable": frame["Parameter"].str.strip(), "value": values})
-    is_static = frame["variable"].isin(STATIC_DESCRIPTORS) & (frame["time"] == 0)
-    static = dict(zip(frame.loc[is_static, "variable"], frame.loc[is_static, "value"], strict=True))
-    record = str(int(static["RecordID"])) if "RecordID" in static else path.stem
-    series = frame.loc[~is_static & (frame["value"] != -1)]
+    is_id = (params == "RecordID").to_numpy()
+    ids = {record_id(frame["Value"].iloc[i], where=f"{path}: line {frame.index[i]}") for i in np.flatnonzero(is_id)}
+    if len(ids) > 1:
+        raise ClinicalFormatError(f"{path}: {len(ids)} different RecordIDs {sorted(ids)} in one stay file")
+    rest = frame.loc[~is_id]
+    values = finite_numbers(rest, "Value", where=path)
+    long = pd.DataFrame({"time": times[~is_id], "variable": params[~is_id].to_numpy(), "value": values},
+                        index=rest.index)
+    is_static = long["variable"].isin(STATIC_DESCRIPTORS) & (long["time"] == 0)
+    static = dict(zip(long.loc[is_static, "variable"], long.loc[is_static, "value"], strict=True))
+    record = ids.pop() if ids else path.stem
+    series = long.loc[~is_static & (long["value"] != -1)]
     return record, series, static
 
 
@@ -170,6 +264,8 @@ def load_physionet(
 ) -> ClinicalData:
     """A directory of ``<RecordID>.txt`` stay files plus an outcomes CSV (``RecordID`` + label)."""
     directory = Path(directory)
+    if not directory.is_dir():
+        raise ClinicalFormatError(f"{directory}: not a directory of PhysioNet-2012 stay files (*.txt)")
     files = sorted(directory.glob("*.txt"))
     if not files:
         raise ClinicalFormatError(f"{directory}: no stay files (*.txt) found")
@@ -179,16 +275,16 @@ def load_physionet(
         if record in seen:
             raise ClinicalFormatError(f"{path}: duplicate RecordID {record} (also in {seen[record]})")
         seen[record] = path.name
-        series, n_drop = _check_variables(series, variables, unknown, str(path))
+        series, n_drop = _check_variables(series, variables, unknown, str(path), column="Parameter")
         dropped += n_drop
+        if series.empty:
+            raise ClinicalFormatError(f"{path}: RecordID {record} has no time-series observation "
+                                      "(only static descriptors, -1 or dropped variables)")
         frames.append(series.assign(stay_id=record))
         statics.append({"stay_id": record, **{k: v for k, v in static.items() if k != "RecordID"}})
     obs = pd.concat(frames, ignore_index=True)[["stay_id", "time", "variable", "value"]]
-    labels = _read_labels(Path(outcomes), "RecordID", label_column)
-    no_series = sorted(set(seen) - set(obs["stay_id"]))
-    if no_series:
-        raise ClinicalFormatError(f"{directory}: stay(s) {no_series[:5]} have no time-series observation")
-    labels = _attach_labels(obs, labels, str(outcomes))
+    labels = _read_labels(Path(outcomes), "RecordID", label_column, whole_ids=True)
+    labels = _attach_labels(obs, labels, str(outcomes), "RecordID")
     static = pd.DataFrame(statics).set_index("stay_id").loc[labels.index]
     return ClinicalData(obs.sort_values(["stay_id", "time"], kind="stable").reset_index(drop=True),
                         labels, list(variables), static, {"unknown variable rows": dropped})
@@ -210,47 +306,81 @@ def write_physionet(data: ClinicalData, directory: str | Path, outcomes_name: st
 # --------------------------------------------------------------------------- long CSV
 
 
+LONG_COLUMNS = ("stay_id", "time", "variable", "value")
+TIME_UNITS = {"hours": 1.0, "minutes": 1 / 60, "seconds": 1 / 3600, "days": 24.0}
+
+
 def load_long_csv(
     observations: str | Path, labels: str | Path, *, variables: Sequence[str] | None = None,
-    unknown: str = "error", label_column: str = "label",
+    unknown: str = "error", label_column: str = "label", columns: dict[str, str] | None = None,
+    time_unit: str = "hours",
 ) -> ClinicalData:
-    """``stay_id,time,variable,value`` (time in hours, any float) + ``stay_id,<label>`` CSV."""
+    """Long observations (one row per stay, time, variable, value) + a label CSV keyed by the same id.
+
+    ``columns`` maps this loader's names (``stay_id, time, variable, value``) to the file's, e.g.
+    ``{"stay_id": "icustay_id", "time": "hours_in"}``; the label file uses the same id column.
+    ``time_unit`` says what the time numbers count since admission (hours, minutes, seconds, days) —
+    or ``"hh:mm"`` for PhysioNet-style clock strings.
+    """
     path = Path(observations)
-    try:
-        obs = pd.read_csv(path, dtype={"stay_id": str, "variable": str})
-    except pd.errors.EmptyDataError as exc:
-        raise ClinicalFormatError(f"{path}: empty file; expected columns stay_id,time,variable,value") from exc
-    missing = [c for c in ("stay_id", "time", "variable", "value") if c not in obs.columns]
+    names = {**dict(zip(LONG_COLUMNS, LONG_COLUMNS, strict=True)), **(columns or {})}
+    unknown_keys = sorted(set(names) - set(LONG_COLUMNS))
+    if unknown_keys:
+        raise ClinicalFormatError(f"columns: unknown key(s) {unknown_keys}; map any of {list(LONG_COLUMNS)} to your names")
+    if time_unit not in (*TIME_UNITS, "hh:mm"):
+        raise ClinicalFormatError(f"time_unit {time_unit!r}: expected one of {[*TIME_UNITS, 'hh:mm']}")
+    raw = read_table(path, what=f"long observations CSV ({', '.join(names.values())})")
+    missing = [names[c] for c in LONG_COLUMNS if names[c] not in raw.columns]
     if missing:
-        raise ClinicalFormatError(f"{path}: missing column(s) {missing}; found {list(obs.columns)}")
-    if obs.empty:
+        raise ClinicalFormatError(
+            f"{path}: missing column(s) {missing}; found {list(raw.columns)} "
+            "(map yours with columns={'stay_id': ..., 'time': ..., 'variable': ..., 'value': ...})")
+    if raw.empty:
         raise ClinicalFormatError(f"{path}: no observation rows")
-    for col in ("time", "value"):
-        num = pd.to_numeric(obs[col], errors="coerce")
-        if num.isna().any() or not np.isfinite(num).all():
-            row = int(np.flatnonzero((num.isna() | ~np.isfinite(num.fillna(0))).to_numpy())[0])
-            raise ClinicalFormatError(
-                f"{path}: row {row + 2}: {col} {obs[col].iloc[row]!r} is not a finite number"
-                + (" (time is in hours since admission)" if col == "time" else "")
-            )
-        obs[col] = num.astype(float)
-    if (obs["time"] < 0).any():
-        row = int(np.flatnonzero((obs["time"] < 0).to_numpy())[0])
-        raise ClinicalFormatError(f"{path}: row {row + 2}: negative time {obs['time'].iloc[row]}")
+    ids = raw[names["stay_id"]].astype(str).str.strip()
+    empty = ids.isin(["", "nan"])
+    if empty.any():
+        raise ClinicalFormatError(f"{path}: line {ids.index[np.flatnonzero(empty)[0]]}: empty {names['stay_id']}")
+    variable = raw[names["variable"]].astype(str).str.strip()
+    if variable.isin(["", "nan"]).any():
+        raise ClinicalFormatError(f"{path}: line {variable.index[np.flatnonzero(variable.isin(['', 'nan']))[0]]}: "
+                                  f"empty {names['variable']}")
+    if time_unit == "hh:mm":
+        times = parse_hhmm_column(raw[names["time"]], where=str(path))
+    else:
+        hint = f" (time_unit {time_unit!r}; pass time_unit='hh:mm' for clock strings like 07:45)"
+        times = finite_numbers(raw, names["time"], where=path, hint=hint) * TIME_UNITS[time_unit]
+    if (times < 0).any():
+        line = raw.index[np.flatnonzero(times < 0)[0]]
+        raise ClinicalFormatError(f"{path}: line {line}: negative {names['time']} {raw.loc[line, names['time']]!r}; "
+                                  "expected time since admission >= 0")
+    values = finite_numbers(raw, names["value"], where=path)
+    obs = pd.DataFrame({"stay_id": ids.to_numpy(), "time": times, "variable": variable.to_numpy(), "value": values},
+                       index=raw.index)
     known = list(variables) if variables is not None else sorted(obs["variable"].unique())
-    obs, n_drop = _check_variables(obs, known, unknown, str(path))
-    y = _read_labels(Path(labels), "stay_id", label_column)
-    y = _attach_labels(obs, y, str(labels))
+    obs, n_drop = _check_variables(obs, known, unknown, str(path), column=names["variable"])
+    y = _read_labels(Path(labels), names["stay_id"], label_column)
+    y = _attach_labels(obs, y, str(labels), names["stay_id"])
     obs = obs[["stay_id", "time", "variable", "value"]].sort_values(["stay_id", "time"], kind="stable")
     return ClinicalData(obs.reset_index(drop=True), y, known, None, {"unknown variable rows": n_drop})
 
 
-def write_long_csv(data: ClinicalData, directory: str | Path) -> tuple[Path, Path]:
+def write_long_csv(data: ClinicalData, directory: str | Path, *, columns: dict[str, str] | None = None,
+                   label_column: str = "label", time_unit: str = "hours", names: tuple[str, str] = ("observations.csv", "labels.csv"),
+                   ) -> tuple[Path, Path]:
+    """Write the long format (optionally under the user's column names and time unit) and the label CSV."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    obs_path, lab_path = directory / "observations.csv", directory / "labels.csv"
-    data.obs.to_csv(obs_path, index=False)
-    pd.DataFrame({"stay_id": data.labels.index, "label": data.labels.to_numpy()}).to_csv(lab_path, index=False)
+    rename = {**dict(zip(LONG_COLUMNS, LONG_COLUMNS, strict=True)), **(columns or {})}
+    obs = data.obs.copy()
+    if time_unit == "hh:mm":
+        obs["time"] = [format_hhmm(t) for t in obs["time"]]
+    else:
+        scaled = obs["time"] / TIME_UNITS[time_unit]
+        obs["time"] = scaled if time_unit == "hours" else np.round(scaled, 6)  # hours keep full precision
+    obs_path, lab_path = directory / names[0], directory / names[1]
+    obs.rename(columns=rename).to_csv(obs_path, index=False)
+    pd.DataFrame({rename["stay_id"]: data.labels.index, label_column: data.labels.to_numpy()}).to_csv(lab_path, index=False)
     return obs_path, lab_path
 
 
@@ -365,58 +495,127 @@ class SetArrays:
     labels: np.ndarray  # (N,) int
     stay_ids: np.ndarray
     truncated_steps: int = 0
+    truncation: dict = dataclasses.field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.labels)
 
 
 def fit_scaler(data: ClinicalData, stay_ids: Sequence[str]) -> pd.DataFrame:
-    """Per-variable mean/std on the training stays only (no test statistics leak into training)."""
+    """Per-variable mean/std on the training stays only (no test statistics leak into training).
+
+    Variables that are right-skewed and positive in the training stays (Urine, Lactate, Bilirubin,
+    ...: skewness > 2) are scaled on log1p, flagged in ``log``; one z-score on a 20-fold range would
+    squeeze most of a variable into a sliver near its mean and spend the clip on its tail.
+    """
     part = data.obs[data.obs["stay_id"].isin(set(stay_ids))]
-    stats = part.groupby("variable")["value"].agg(["mean", "std"]).reindex(data.variables)
+    grouped = part.groupby("variable")["value"]
+    skew = grouped.skew().reindex(data.variables).fillna(0.0)
+    positive = (grouped.min().reindex(data.variables).fillna(-1.0) >= 0)
+    log = (skew > 2.0) & positive
+    values = np.where(part["variable"].map(log).fillna(False).to_numpy(bool), np.log1p(part["value"].clip(lower=0)),
+                      part["value"])
+    stats = pd.Series(values, index=part.index).groupby(part["variable"]).agg(["mean", "std"]).reindex(data.variables)
     stats["mean"] = stats["mean"].fillna(0.0)
     stats["std"] = stats["std"].fillna(1.0).replace(0, 1.0)
+    stats["log"] = log.to_numpy()
     return stats
 
 
-def to_set_arrays(data: ClinicalData, scaler: pd.DataFrame, *, max_steps: int, max_set: int | None = None) -> SetArrays:
-    """Group each stay's observations by exact timestamp; keep the last ``max_steps`` steps."""
+def scale_values(obs: pd.DataFrame, scaler: pd.DataFrame, var_idx: np.ndarray) -> np.ndarray:
+    """z-score each observation with its variable's training statistics (log1p first where flagged)."""
+    values = obs["value"].to_numpy(dtype=float)
+    if "log" in scaler.columns:
+        logged = scaler["log"].to_numpy(bool)[var_idx]
+        values = np.where(logged, np.log1p(np.clip(values, 0, None)), values)
+    z = (values - scaler["mean"].to_numpy()[var_idx]) / scaler["std"].to_numpy()[var_idx]
+    return np.clip(z, -6, 6).astype(np.float32)
+
+
+def set_starts(times: np.ndarray, window_hours: float) -> np.ndarray:
+    """Index of the set each sorted timestamp joins: a set opens at a timestamp and takes every later one
+    less than ``window_hours`` after its opening time (0 = one set per distinct timestamp)."""
+    if window_hours <= 0:
+        return np.arange(len(times))
+    group, opened, out = -1, -np.inf, np.empty(len(times), np.int64)
+    for i, t in enumerate(times):
+        if t - opened >= window_hours:
+            group, opened = group + 1, t
+        out[i] = group
+    return out
+
+
+def steps_per_stay(data: ClinicalData, window_hours: float = 0.0) -> pd.Series:
+    """How many sets (time steps) each stay has once timestamps within ``window_hours`` are merged."""
+    return data.obs.groupby("stay_id")["time"].apply(
+        lambda t: int(set_starts(np.unique(t.to_numpy()), window_hours).max()) + 1)
+
+
+def to_set_arrays(data: ClinicalData, scaler: pd.DataFrame, *, max_steps: int, max_set: int | None = None,
+                  window_hours: float = 0.0) -> SetArrays:
+    """Group each stay's observations into sets (one per timestamp, or per ``window_hours`` window) and
+    keep the last ``max_steps`` sets. A set's time is the exact time of its first observation.
+
+    ``truncation`` records what was dropped (steps, observations, stays cut): callers must report it.
+    """
     index = {v: i for i, v in enumerate(data.variables)}
     obs = data.obs
     var_idx = obs["variable"].map(index).to_numpy()
-    z = ((obs["value"].to_numpy() - scaler["mean"].to_numpy()[var_idx]) / scaler["std"].to_numpy()[var_idx])
-    z = np.clip(z, -6, 6).astype(np.float32)
+    z = scale_values(obs, scaler, var_idx)
     ids = data.labels.index.to_numpy()
     n = len(ids)
-    k_max = max_set or len(data.variables)
+    row_of = {s: i for i, s in enumerate(ids)}
+    stay_codes = obs["stay_id"].map(row_of).to_numpy()
+    t_all = obs["time"].to_numpy()
+    order = np.lexsort((t_all, stay_codes))
+    bounds = np.flatnonzero(np.diff(stay_codes[order], prepend=-1, append=-2))
+    plan = []  # per stay: (row index, observation rows, set index of each row, set times, offset)
+    for a, b in zip(bounds[:-1], bounds[1:], strict=True):
+        rows = order[a:b]
+        distinct, inverse = np.unique(t_all[rows], return_inverse=True)
+        group_of_distinct = set_starts(distinct, window_hours)
+        step_of = group_of_distinct[inverse]
+        first = np.flatnonzero(np.diff(group_of_distinct, prepend=-1))
+        step_times = distinct[first]
+        plan.append((stay_codes[rows[0]], rows, step_of, step_times, max(0, len(step_times) - max_steps)))
+    kept_rows = [(i, rows[step_of >= off], step_of[step_of >= off] - off) for i, rows, step_of, _, off in plan]
+    k_need = max((int(np.bincount(steps).max()) for _, _, steps in kept_rows if len(steps)), default=1)
+    k_max = min(max_set or k_need, k_need)
     times = np.zeros((n, max_steps), np.float32)
     step_mask = np.zeros((n, max_steps), bool)
     var = np.zeros((n, max_steps, k_max), np.int64)
     val = np.zeros((n, max_steps, k_max), np.float32)
     elem = np.zeros((n, max_steps, k_max), bool)
-    row_of = {s: i for i, s in enumerate(ids)}
-    stay_codes = obs["stay_id"].map(row_of).to_numpy()
-    t_all = obs["time"].to_numpy()
-    order = np.lexsort((t_all, stay_codes))
-    truncated = 0
-    bounds = np.flatnonzero(np.diff(stay_codes[order], prepend=-1, append=-2))
-    for a, b in zip(bounds[:-1], bounds[1:], strict=True):
-        rows = order[a:b]
-        i = stay_codes[rows[0]]
-        step_times, step_of = np.unique(t_all[rows], return_inverse=True)
-        offset = max(0, len(step_times) - max_steps)
-        truncated += offset
-        for r, st in zip(rows, step_of, strict=True):
-            t = st - offset
-            if t < 0:
-                continue
-            slot = int(elem[i, t].sum())
-            if slot >= k_max:
-                continue
-            var[i, t, slot], val[i, t, slot], elem[i, t, slot] = var_idx[r], z[r], True
-        kept = step_times[offset:]
+    over_set = 0
+    for (i, rows, steps), (_, _, _, step_times, off) in zip(kept_rows, plan, strict=True):
+        slot = _slot_within_step(steps)
+        fits = slot < k_max
+        over_set += int((~fits).sum())
+        var[i, steps[fits], slot[fits]] = var_idx[rows[fits]]
+        val[i, steps[fits], slot[fits]] = z[rows[fits]]
+        elem[i, steps[fits], slot[fits]] = True
+        kept = step_times[off:]
         times[i, : len(kept)], step_mask[i, : len(kept)] = kept, True
-    return SetArrays(times, step_mask, var, val, elem, data.labels.to_numpy().astype(int), ids, truncated)
+    n_steps = np.array([len(p[3]) for p in plan])
+    offsets = np.array([p[4] for p in plan])
+    truncation = {
+        "max_steps": int(max_steps), "set_window_minutes": round(window_hours * 60, 3),
+        "steps_per_stay_median": float(np.median(n_steps)) if len(n_steps) else 0.0,
+        "steps_dropped": int(offsets.sum()), "steps_total": int(n_steps.sum()),
+        "stays_cut": int((offsets > 0).sum()), "stays": int(len(plan)),
+        "observations_dropped": int(len(obs) - sum(len(r) for _, r, _ in kept_rows) + over_set),
+        "observations_total": int(len(obs)),
+    }
+    truncation["observations_dropped_share"] = truncation["observations_dropped"] / max(len(obs), 1)
+    return SetArrays(times, step_mask, var, val, elem, data.labels.to_numpy().astype(int), ids,
+                     int(offsets.sum()), truncation)
+
+
+def _slot_within_step(steps: np.ndarray) -> np.ndarray:
+    """0, 1, 2, ... within each run of equal (sorted) step indices: an element's position in its set."""
+    starts = np.flatnonzero(np.diff(steps, prepend=-1))
+    run_start = np.repeat(starts, np.diff(np.append(starts, len(steps))))
+    return np.arange(len(steps)) - run_start
 
 
 def summary_features(data: ClinicalData) -> pd.DataFrame:
@@ -440,8 +639,149 @@ def hourly_grid(data: ClinicalData, scaler: pd.DataFrame, hours: int = 48) -> np
     row_of = {s: i for i, s in enumerate(data.labels.index)}
     obs = data.obs
     j = obs["variable"].map(index).to_numpy()
-    z = (obs["value"].to_numpy() - scaler["mean"].to_numpy()[j]) / scaler["std"].to_numpy()[j]
     grid = np.full((len(row_of), hours, len(data.variables)), np.nan, np.float32)
     h = np.clip(np.floor(obs["time"].to_numpy()).astype(int), 0, hours - 1)
-    grid[obs["stay_id"].map(row_of).to_numpy(), h, j] = np.clip(z, -6, 6)
+    grid[obs["stay_id"].map(row_of).to_numpy(), h, j] = scale_values(obs, scaler, j)
     return grid
+
+
+# --------------------------------------------------------------------------- PhysioNet-2012-shaped generator
+
+# name: (centre, spread, severity loading, log-scale?, group, share of stays that have it, draws per 48 h)
+# Units and ranges follow PhysioNet 2012's set-a; "loading" is how the patient's severity moves the
+# value (in spreads), the known truth a model can find. Groups share charting times (one nurse
+# entry), so a step holds several variables; each group also has its own minutes, as in the real files.
+_PN_VARS: dict[str, tuple[float, float, float, bool, str, float, float]] = {
+    "HR": (87, 15, 0.5, False, "vitals", 0.99, 60), "Temp": (37.0, 0.8, 0.2, False, "vitals", 0.98, 30),
+    "RespRate": (19, 5, 0.4, False, "resp", 0.28, 60), "SaO2": (97, 2, -0.3, False, "art", 0.45, 20),
+    "SysABP": (119, 22, -0.4, False, "art", 0.6, 55), "DiasABP": (59, 12, -0.3, False, "art", 0.6, 55),
+    "MAP": (80, 15, -0.5, False, "art", 0.6, 55), "NISysABP": (119, 22, -0.4, False, "nibp", 0.85, 30),
+    "NIDiasABP": (58, 13, -0.3, False, "nibp", 0.85, 30), "NIMAP": (77, 14, -0.5, False, "nibp", 0.85, 30),
+    "GCS": (11.5, 3.5, -0.9, False, "neuro", 0.99, 14), "Urine": (4.6, 1.0, -0.5, True, "urine", 0.97, 40),
+    "FiO2": (0.5, 0.18, 0.3, False, "vent", 0.65, 14), "MechVent": (1, 0, 0.0, False, "vent", 0.63, 14),
+    "Weight": (82, 22, 0.0, False, "urine", 0.6, 10),
+    "BUN": (3.1, 0.6, 0.6, True, "chem", 0.99, 4), "Creatinine": (0.2, 0.6, 0.5, True, "chem", 0.99, 4),
+    "Glucose": (140, 50, 0.2, False, "chem", 0.99, 4), "HCO3": (23, 4, -0.5, False, "chem", 0.99, 4),
+    "K": (4.1, 0.6, 0.2, False, "chem", 0.99, 4), "Mg": (2.0, 0.4, 0.0, False, "chem", 0.98, 4),
+    "Na": (139, 5, 0.1, False, "chem", 0.99, 4), "HCT": (30.5, 5, -0.2, False, "cbc", 0.99, 4),
+    "Platelets": (5.2, 0.5, -0.4, True, "cbc", 0.99, 4), "WBC": (2.4, 0.5, 0.4, True, "cbc", 0.99, 4),
+    "pH": (7.39, 0.07, -0.5, False, "abg", 0.75, 6), "PaCO2": (40, 9, 0.1, False, "abg", 0.75, 6),
+    "PaO2": (4.9, 0.5, -0.2, True, "abg", 0.75, 6), "Lactate": (0.8, 0.6, 0.8, True, "lact", 0.45, 4),
+    "Albumin": (2.9, 0.6, -0.5, False, "liver", 0.4, 2), "ALP": (4.5, 0.5, 0.2, True, "liver", 0.42, 2),
+    "ALT": (3.6, 1.0, 0.3, True, "liver", 0.42, 2), "AST": (3.9, 1.0, 0.4, True, "liver", 0.42, 2),
+    "Bilirubin": (0.0, 0.9, 0.4, True, "liver", 0.42, 2), "Cholesterol": (156, 45, -0.1, False, "lipid", 0.08, 1),
+    "TroponinI": (1.0, 1.5, 0.3, True, "cardiac", 0.05, 2), "TroponinT": (-2.0, 1.5, 0.3, True, "cardiac", 0.22, 2),
+}
+_PN_ROUND = {"GCS": 0, "MechVent": 0, "HR": 0, "RespRate": 0, "SaO2": 0, "SysABP": 0, "DiasABP": 0, "MAP": 0,
+             "NISysABP": 0, "NIDiasABP": 0, "NIMAP": 0, "Urine": 0, "Platelets": 0, "Na": 0, "BUN": 0, "Glucose": 0}
+
+
+@dataclasses.dataclass(frozen=True)
+class PhysioNetLike:
+    """A PhysioNet-2012 set-a look-alike with known truth: ~37 variables in their real units, sparse
+    labs, vitals charted at their own irregular minutes over ``hours``, static descriptors at 00:00, and
+    a mortality outcome (``positive_rate``) driven by a latent severity path and age.
+
+    ``outcome_strength`` scales the true log-odds (0 = no signal: every method must score chance).
+    ``first_id`` sets RecordIDs (PhysioNet's start at 132539). ``charting`` scales every draw rate.
+    """
+
+    n_stays: int = 300
+    hours: float = 48.0
+    outcome_strength: float = 1.5
+    positive_rate: float = 0.14
+    noise: float = 0.6
+    charting: float = 1.0
+    first_id: int = 132539
+    seed: int = 0
+
+
+def simulate_physionet_like(sim: PhysioNetLike) -> ClinicalData:
+    """Draw stays (long frame in real units, minute-resolution times) with ``truth`` = risk, severity
+    paths and per-variable loadings; write them with ``write_physionet_like``."""
+    rng = np.random.default_rng(sim.seed)
+    n = sim.n_stays
+    names = list(_PN_VARS)
+    base = rng.normal(0, 1, n)
+    drift = rng.normal(0, 0.8, n)
+    age = np.clip(rng.normal(64, 17, n), 16, 90).round()
+    end_severity = base + drift
+    score = end_severity / end_severity.std() + 0.5 * (age - 64) / 17
+    score = sim.outcome_strength * score
+    prob = 1 / (1 + np.exp(-(score + _intercept_for_rate(score, sim.positive_rate))))
+    labels = (rng.uniform(size=n) < prob).astype(int)
+    groups = sorted({spec[4] for spec in _PN_VARS.values()})
+    rows: list[tuple[int, float, str, float]] = []
+    for s in range(n):
+        has = {v: rng.uniform() < spec[5] for v, spec in _PN_VARS.items()}
+        has["MechVent"] = has["FiO2"] = has["MechVent"] or has["FiO2"]
+        for group in groups:
+            members = [v for v in names if _PN_VARS[v][4] == group and has[v]]
+            if not members:
+                continue
+            rate = max(_PN_VARS[v][6] for v in members) * sim.charting / 48.0
+            n_draws = max(1, rng.poisson(rate * sim.hours))
+            minutes = np.unique(rng.integers(1, int(sim.hours * 60), n_draws))
+            for m in minutes:
+                t = m / 60.0
+                severity = base[s] + drift[s] * t / sim.hours + 0.3 * np.sin(t / 7 + s)
+                for v in members:
+                    if rng.uniform() < 0.1:  # a variable skipped at this charting event
+                        continue
+                    centre, spread, load, log, *_ = _PN_VARS[v]
+                    x = centre + spread * (load * severity + sim.noise * rng.normal())
+                    rows.append((s, t, v, float(np.exp(x)) if log else x))
+    obs = pd.DataFrame(rows, columns=["row", "time", "variable", "value"])
+    obs = _clip_to_physiology(obs)
+    ids = np.array([str(sim.first_id + s) for s in range(n)])
+    obs.insert(0, "stay_id", ids[obs.pop("row").to_numpy()])
+    obs = obs.sort_values(["stay_id", "time"], kind="stable").reset_index(drop=True)
+    static = pd.DataFrame({"Age": age, "Gender": rng.integers(0, 2, n).astype(float),
+                           "Height": np.where(rng.uniform(size=n) < 0.5, -1.0, rng.normal(170, 10, n).round(1)),
+                           "ICUType": rng.integers(1, 5, n).astype(float)}, index=ids)
+    y = pd.Series(labels, index=ids, name="label").loc[sorted(obs["stay_id"].unique())]
+    truth = {"risk": pd.Series(prob, index=ids), "severity_end": pd.Series(end_severity, index=ids),
+             "loadings": {v: spec[2] for v, spec in _PN_VARS.items()}}
+    return ClinicalData(obs, y, list(PHYSIONET_VARIABLES), static.loc[y.index], {}, truth)
+
+
+def _clip_to_physiology(obs: pd.DataFrame) -> pd.DataFrame:
+    """Round to the real files' precision and keep values in plausible ranges (GCS 3–15, FiO2 ≤ 1, ...)."""
+    v, x = obs["variable"], obs["value"].to_numpy().copy()
+    bounds = {"GCS": (3, 15), "FiO2": (0.21, 1.0), "SaO2": (60, 100), "pH": (6.8, 7.8), "MechVent": (1, 1),
+              "Temp": (32, 42), "HR": (20, 220)}
+    for name, (lo, hi) in bounds.items():
+        sel = (v == name).to_numpy()
+        x[sel] = np.clip(x[sel], lo, hi)
+    x = np.maximum(x, 0.0)
+    for name, digits in _PN_ROUND.items():
+        sel = (v == name).to_numpy()
+        x[sel] = np.round(x[sel], digits)
+    return obs.assign(value=np.round(x, 3))
+
+
+def write_physionet_like(data: ClinicalData, directory: str | Path, outcomes_name: str = "Outcomes-a.txt") -> Path:
+    """Write ``directory/<RecordID>.txt`` exactly as PhysioNet 2012 ships them (static descriptors at
+    00:00 first, ``-1`` for a missing Height) and ``Outcomes-a.txt`` with all six of its columns."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    static = data.static if data.static is not None else pd.DataFrame(index=data.labels.index)
+    for stay, group in data.obs.groupby("stay_id", sort=True):
+        head = [f"00:00,RecordID,{stay}"]
+        head += [f"00:00,{k},{_fmt(static.loc[stay, k])}" for k in ("Age", "Gender", "Height", "ICUType")
+                 if k in static.columns]
+        body = [f"{format_hhmm(t)},{v},{_fmt(x)}" for t, v, x in group[["time", "variable", "value"]].itertuples(index=False)]
+        (directory / f"{stay}.txt").write_text("Time,Parameter,Value\n" + "\n".join(head + body) + "\n")
+    n = len(data.labels)
+    rng = np.random.default_rng(n)
+    outcomes = pd.DataFrame({"RecordID": data.labels.index, "SAPS-I": rng.integers(5, 25, n),
+                             "SOFA": rng.integers(0, 15, n), "Length_of_stay": rng.integers(2, 40, n),
+                             "Survival": np.where(data.labels.to_numpy() == 1, rng.integers(2, 40, n), -1),
+                             "In-hospital_death": data.labels.to_numpy()})
+    out = directory.parent / outcomes_name
+    outcomes.to_csv(out, index=False)
+    return out
+
+
+def _fmt(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() else f"{x:.4g}"

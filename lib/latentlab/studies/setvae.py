@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -137,11 +138,18 @@ def ablation_configs(ablation: list[str], extras: list[str]) -> dict[str, RunCon
 @dataclasses.dataclass(frozen=True)
 class SetVAEParams(StudyParams):
     output_dir: str = "runs/setvae_collapse"
-    data: str = "simulated"  # "simulated", a PhysioNet-2012 directory, or a directory with observations.csv
-    outcomes: str = ""  # PhysioNet outcomes file (default: <data>/../Outcomes-a.txt)
+    data: str = "simulated"  # "simulated", a PhysioNet-2012 directory, a long CSV file, or a directory with observations.csv
+    outcomes: str = ""  # outcome/label file (default: <data>/../Outcomes-a.txt, or labels.csv beside a long CSV)
+    label_column: str = ""  # default: In-hospital_death (PhysioNet) or label (long CSV)
+    columns: dict = dataclasses.field(default_factory=dict)  # long CSV: {"stay_id": ..., "time": ..., "variable": ..., "value": ...}
+    time_unit: str = "hours"  # long CSV time column: hours | minutes | seconds | days | hh:mm
     unknown_variables: str = "error"
     n_stays: int = 600
-    max_steps: int = 24
+    # sets per stay the model reads (the last ones kept); with set_window_minutes "auto" the window grows
+    # until the median stay fits, so the cap only trims the long tail (what is dropped is reported)
+    max_steps: int = 64
+    set_window_minutes: float | str = "auto"  # merge timestamps this close into one set; 0 = one per timestamp
+    min_updates: int = 200  # at least this many optimiser steps per run (small data: more epochs, not fewer steps)
     d_model: int = 32
     latent_dims: list = dataclasses.field(default_factory=lambda: [8, 8])
     n_layers: int = 2
@@ -160,13 +168,12 @@ class SetVAEParams(StudyParams):
     progress: bool = True
 
     PRESETS = {
-        "quick": dict(output_dir="runs/quick/setvae_collapse", n_stays=200, max_steps=12, d_model=16,
+        "quick": dict(output_dir="runs/quick/setvae_collapse", n_stays=200, max_steps=32, d_model=16,
                       latent_dims=[4, 4], n_layers=1, epochs=4, seeds=[0], ablation=["beta 0.5→0.1"],
-                      extras=["+ leaky causal mask (2 future steps)", "control: decoder ignores z",
-                              "control: before without free bits"],
+                      extras=["control: before without free bits"],
                       ablation_seeds=1, grud_epochs=3, progress=False),
-        "standard": dict(n_stays=600, max_steps=24, epochs=10, seeds=[0, 1, 2, 3, 4], ablation_seeds=3),
-        "full": dict(output_dir="runs/full/setvae_collapse", n_stays=4000, max_steps=48, epochs=20,
+        "standard": dict(n_stays=600, max_steps=64, epochs=10, seeds=[0, 1, 2, 3, 4], ablation_seeds=3),
+        "full": dict(output_dir="runs/full/setvae_collapse", n_stays=4000, max_steps=128, epochs=20,
                      seeds=[0, 1, 2, 3, 4], ablation_seeds=3, grud_epochs=40),
     }
 
@@ -174,6 +181,10 @@ class SetVAEParams(StudyParams):
         super().check()
         self.require(self.n_stays >= 50, "n_stays", "must be >= 50")
         self.require(self.max_steps >= 4, "max_steps", "must be >= 4")
+        self.require(self.set_window_minutes == "auto" or (isinstance(self.set_window_minutes, int | float)
+                     and not isinstance(self.set_window_minutes, bool) and 0 <= self.set_window_minutes < 24 * 60),
+                     "set_window_minutes", "must be 'auto' or minutes in [0, 1440)")
+        self.require(0 <= self.min_updates <= 100_000, "min_updates", "must be in 0..100000")
         self.require(self.epochs >= 1, "epochs", "must be >= 1")
         self.require(self.batch_size >= 4, "batch_size", "must be >= 4")
         self.require(self.lr > 0, "lr", "must be > 0")
@@ -186,6 +197,11 @@ class SetVAEParams(StudyParams):
         self.require(set(self.extras) <= set(EXTRAS), "extras", f"choose from {list(EXTRAS)}")
         self.require(set(self.baselines) <= {"logistic", "gbm", "grud"}, "baselines", "choose from logistic, gbm, grud")
         self.require(self.unknown_variables in ("error", "drop"), "unknown_variables", "must be 'error' or 'drop'")
+        self.require(set(self.columns) <= set(clinical.LONG_COLUMNS) and all(isinstance(v, str) for v in self.columns.values()),
+                     "columns", f"must map some of {list(clinical.LONG_COLUMNS)} to your column names "
+                     "(papermill: -y \"columns: {stay_id: icustay_id, time: hours}\")")
+        self.require(self.time_unit in (*clinical.TIME_UNITS, "hh:mm"), "time_unit",
+                     f"must be one of {[*clinical.TIME_UNITS, 'hh:mm']}")
 
 
 # --------------------------------------------------------------------------- data
@@ -200,10 +216,19 @@ def load(params: SetVAEParams) -> clinical.ClinicalData:
         data.truth = sim.truth
         return data
     path = Path(params.data)
-    if (path / "observations.csv").exists():
-        return clinical.load_long_csv(path / "observations.csv", path / "labels.csv", unknown=params.unknown_variables)
+    if path.is_file() or (path / "observations.csv").exists():
+        observations = path if path.is_file() else path / "observations.csv"
+        labels = Path(params.outcomes) if params.outcomes else observations.parent / "labels.csv"
+        return clinical.load_long_csv(observations, labels, unknown=params.unknown_variables,
+                                      label_column=params.label_column or "label", columns=params.columns,
+                                      time_unit=params.time_unit)
+    if not path.is_dir():
+        raise clinical.ClinicalFormatError(
+            f"data={params.data!r}: no such directory or file; expected 'simulated', a PhysioNet-2012 set-a "
+            "directory of <RecordID>.txt files, a long CSV file, or a directory holding observations.csv")
     outcomes = Path(params.outcomes) if params.outcomes else path.parent / "Outcomes-a.txt"
-    return clinical.load_physionet(path, outcomes, unknown=params.unknown_variables)
+    return clinical.load_physionet(path, outcomes, unknown=params.unknown_variables,
+                                   label_column=params.label_column or "In-hospital_death")
 
 
 @dataclasses.dataclass
@@ -227,18 +252,64 @@ class Prepared:
     tensors: dict
     scaler: pd.DataFrame
     splits: Splits
+    hours: float = 48.0  # the stays' time span (the time encoders' scale)
+
+    @property
+    def truncation(self) -> dict:
+        return self.arrays.truncation
+
+
+WINDOW_LADDER = (0, 5, 10, 15, 30, 60, 120, 240)  # minutes tried by set_window_minutes="auto"
+TRUNCATION_WARN_SHARE = 0.5  # warn loudly above this share of observations dropped
+
+
+def choose_window(data: clinical.ClinicalData, params: SetVAEParams) -> float:
+    """Minutes: the parameter, or ("auto") the smallest rung of ``WINDOW_LADDER`` at which the median stay
+    fits in ``max_steps`` sets — so truncation only trims the longest stays."""
+    if params.set_window_minutes != "auto":
+        return float(params.set_window_minutes)
+    for minutes in WINDOW_LADDER:
+        if clinical.steps_per_stay(data, minutes / 60).median() <= params.max_steps:
+            return float(minutes)
+    return float(WINDOW_LADDER[-1])
+
+
+def truncation_report(trunc: dict) -> str:
+    """One plain sentence on what the step cap kept and dropped; starts with WARNING when most is gone."""
+    share = trunc["observations_dropped_share"]
+    text = (f"sets: one per {trunc['set_window_minutes']:g}-minute window" if trunc["set_window_minutes"] > 0
+            else "sets: one per distinct timestamp")
+    text += (f"; median {trunc['steps_per_stay_median']:g} sets per stay, last {trunc['max_steps']} kept; "
+             f"{trunc['stays_cut']}/{trunc['stays']} stays cut, {trunc['steps_dropped']}/{trunc['steps_total']} sets and "
+             f"{trunc['observations_dropped']}/{trunc['observations_total']} observations ({share:.0%}) dropped")
+    if share > TRUNCATION_WARN_SHARE:
+        text = ("WARNING: truncation drops most of the data — " + text +
+                ". Raise max_steps or set_window_minutes (e.g. -p set_window_minutes 60).")
+    return text
 
 
 def prepare(data: clinical.ClinicalData, splits: Splits, params: SetVAEParams) -> Prepared:
+    """Scale on the training stays, group into sets, cap the steps — and say what the cap dropped."""
     scaler = clinical.fit_scaler(data, data.stay_ids[splits.train])
-    arrays = clinical.to_set_arrays(data, scaler, max_steps=params.max_steps)
+    window = choose_window(data, params)
+    arrays = clinical.to_set_arrays(data, scaler, max_steps=params.max_steps, window_hours=window / 60)
+    report = truncation_report(arrays.truncation)
+    arrays.truncation["report"] = report
+    print(report)
+    if report.startswith("WARNING"):
+        warnings.warn(report, TruncationWarning, stacklevel=2)
     k = max(int(arrays.elem_mask.sum(-1).max()), 1)
     tensors = {
         "times": torch.from_numpy(arrays.times), "step_mask": torch.from_numpy(arrays.step_mask),
         "var": torch.from_numpy(arrays.var[..., :k]), "val": torch.from_numpy(arrays.val[..., :k]),
         "elem_mask": torch.from_numpy(arrays.elem_mask[..., :k]), "label": torch.from_numpy(arrays.labels),
     }
-    return Prepared(arrays, tensors, scaler, splits)
+    hours = max(float(np.ceil(data.obs["time"].max())), 1.0)
+    return Prepared(arrays, tensors, scaler, splits, hours)
+
+
+class TruncationWarning(UserWarning):
+    """The step cap dropped most of the observations."""
 
 
 def batch_of(tensors: dict, idx: np.ndarray) -> dict:
@@ -261,10 +332,10 @@ def batches(tensors: dict, rows: np.ndarray, batch_size: int, seed: int):
 # --------------------------------------------------------------------------- model and training
 
 
-def build_model(cfg: RunConfig, params: SetVAEParams, n_variables: int) -> SetVAEObjective:
+def build_model(cfg: RunConfig, params: SetVAEParams, n_variables: int, hours: float = 48.0) -> SetVAEObjective:
     mcfg = SetVAEConfig(
         n_variables=n_variables, d_model=params.d_model, latent_dims=tuple(params.latent_dims),
-        n_layers=params.n_layers, max_steps=params.max_steps, time_encoding=cfg.time_encoding,
+        n_layers=params.n_layers, max_steps=params.max_steps, hours=hours, time_encoding=cfg.time_encoding,
         norm_first=cfg.norm_first, pooling=cfg.pooling, future_leak=cfg.future_leak,
         decoder_input=cfg.decoder_input,
     )
@@ -359,6 +430,9 @@ def task_scores(y: np.ndarray, logit: np.ndarray) -> dict[str, float]:
             "accuracy": float(((prob > 0.5) == y).mean())}
 
 
+MONITOR_STAYS = 64  # validation stays the per-epoch monitor reads (min_updates can mean many epochs)
+
+
 class EpochMonitor:
     """train.fit monitor: active units, KL per level, Z–H CKA, and the Z-vs-H 2-D projection per epoch."""
 
@@ -398,19 +472,26 @@ class RunResult:
     seconds: float
 
 
+def epochs_for(params: SetVAEParams, batches_per_epoch: int) -> int:
+    """``epochs``, raised until the run makes at least ``min_updates`` optimiser steps: 180 training stays in
+    batches of 32 give 6 steps an epoch, and 4 epochs (24 steps) left the "after" configuration at chance."""
+    return max(params.epochs, math.ceil(params.min_updates / max(batches_per_epoch, 1)))
+
+
 def train_run(name: str, cfg: RunConfig, prep: Prepared, params: SetVAEParams, seed: int) -> RunResult:
     """Train one configuration with train.fit; diagnose on the test stays; score the outcome."""
     train.seed_everything(seed)
-    objective = build_model(cfg, params, len(prep.scaler))
+    objective = build_model(cfg, params, len(prep.scaler), prep.hours)
     data = batches(prep.tensors, prep.splits.train, params.batch_size, seed)
-    total_steps = params.epochs * len(data(0))
-    monitor = EpochMonitor(prep.tensors, prep.splits.val)
+    epochs = epochs_for(params, len(data(0)))
+    total_steps = epochs * len(data(0))
+    monitor = EpochMonitor(prep.tensors, prep.splits.val[:MONITOR_STAYS])
     started = time.perf_counter()
     with torch.autograd.set_detect_anomaly(params.detect_anomaly):
         fit = train.fit(
-            objective, data, weights=loss_weights(cfg, total_steps), epochs=params.epochs,
-            optimizer=make_optimizer(cfg, params.lr), scheduler=make_scheduler(cfg, params.epochs),
-            monitors=monitor, on_epoch_start=staging(cfg, params.epochs), seed=seed,
+            objective, data, weights=loss_weights(cfg, total_steps), epochs=epochs,
+            optimizer=make_optimizer(cfg, params.lr), scheduler=make_scheduler(cfg, epochs),
+            monitors=monitor, on_epoch_start=staging(cfg, epochs), seed=seed,
             grad_clip=cfg.grad_clip, clip_mode=cfg.clip_mode, progress=params.progress, desc=name,
         )
     seconds = time.perf_counter() - started
@@ -419,17 +500,23 @@ def train_run(name: str, cfg: RunConfig, prep: Prepared, params: SetVAEParams, s
     y_test = prep.arrays.labels[prep.splits.test]
     scores = task_scores(y_test, test["logit"])
     scores.update({f"{k}_24h": v for k, v in task_scores(y_test, test["logit_24h"]).items() if k != "accuracy"})
-    train_auroc = task_scores(prep.arrays.labels[prep.splits.train], train_col["logit"])["auroc"]
+    y_train = prep.arrays.labels[prep.splits.train]
+    scores["train_auroc"] = task_scores(y_train, train_col["logit"])["auroc"]
     levels = level_diagnostics(test, seed)
-    diagnosis = dg.diagnose(levels, train_auroc=train_auroc, val_auroc=scores["auroc"])
+    diagnosis = dg.diagnose(levels, train_auroc=scores["train_auroc"], val_auroc=scores["auroc"],
+                            train_counts=_class_counts(y_train), val_counts=_class_counts(y_test))
     projections = pd.concat(monitor.projections, ignore_index=True).assign(run=name, seed=seed)
     return RunResult(name, seed, cfg, fit.history.assign(run=name, seed=seed), diagnosis, levels, scores,
                      projections, objective, seconds)
 
 
+def _class_counts(y: np.ndarray) -> tuple[int, int]:
+    return int((y == 1).sum()), int((y == 0).sum())
+
+
 def result_row(r: RunResult) -> dict[str, Any]:
     dims = sum(s.dims for s in r.levels)
-    row = {"run": r.name, "seed": r.seed, "diagnosis": r.diagnosis.status,
+    row = {"run": r.name, "seed": r.seed, "diagnosis": r.diagnosis.status, "problem": r.diagnosis.problem,
            "active_ratio": sum(s.active for s in r.levels) / dims, "kl_total": sum(s.kl for s in r.levels)}
     for s in r.levels:
         row.update({f"AU_L{s.level}": f"{s.active}/{s.dims}", f"KL_L{s.level}": s.kl, f"MI_L{s.level}": s.mi,
@@ -457,14 +544,80 @@ def run_many(configs: dict[str, RunConfig], prep: Prepared, params: SetVAEParams
 
 def aggregate(rows: pd.DataFrame) -> pd.DataFrame:
     """Mean ± sd over seeds per run, and how many seeds were diagnosed collapsed."""
-    num = ["active_ratio", "kl_total", "auroc", "auprc", "accuracy", "auroc_24h", "zh_cka"]
+    num = ["active_ratio", "kl_total", "auroc", "train_auroc", "auprc", "accuracy", "auroc_24h", "zh_cka"]
     g = rows.groupby("run", sort=False)
     out = g[num].agg(["mean", "std"])
     out.columns = [f"{a}_{b}" for a, b in out.columns]
     out["collapsed_seeds"] = g["diagnosis"].apply(lambda s: f"{int((s == 'collapsed').sum())}/{len(s)}")
     out["collapsed_share"] = g["diagnosis"].apply(lambda s: float((s == "collapsed").mean()))
+    out["problems"] = g["problem"].apply(lambda s: ", ".join(f"{k} {v}/{len(s)}" for k, v in s.value_counts().items()))
     out["n_seeds"] = g.size()
     return out.reset_index()
+
+
+# --------------------------------------------------------------------------- conclusions, from the numbers
+
+
+def _mean_sd(agg: pd.DataFrame, run: str, metric: str) -> tuple[float, float, int]:
+    row = agg.loc[run]
+    sd = row[f"{metric}_std"]
+    return float(row[f"{metric}_mean"]), (float(sd) if pd.notna(sd) else math.nan), int(row["n_seeds"])
+
+
+def _differ(a: tuple[float, float, int], b: tuple[float, float, int]) -> str | None:
+    """"higher"/"lower"/"similar" when both sides have >= 2 seeds; None (not resolved) otherwise.
+    Resolved = the means differ by more than 2 standard errors of the difference."""
+    if min(a[2], b[2]) < 2 or not (math.isfinite(a[1]) and math.isfinite(b[1])):
+        return None
+    se = math.sqrt(a[1] ** 2 / a[2] + b[1] ** 2 / b[2])
+    if abs(a[0] - b[0]) <= 2 * se:
+        return "similar"
+    return "higher" if a[0] > b[0] else "lower"
+
+
+def conclusions(agg: pd.DataFrame, base: pd.DataFrame, prep: Prepared) -> list[str]:
+    """The notebook's conclusions, each sentence computed from this run's numbers (nothing hard-coded):
+    what the data kept, whether each reference collapsed and learned, how it compares with the baselines,
+    and which one-fix-off rows changed collapse. One seed, or overlapping seeds, says "not resolved"."""
+    agg = agg.set_index("run")
+    y_test = prep.arrays.labels[prep.splits.test]
+    lines = [prep.truncation["report"]]
+    sd0 = dg.chance_auroc_sd(*_class_counts(prep.arrays.labels[prep.splits.train]))
+    for run in REFERENCE:
+        if run not in agg.index:
+            lines.append(f"{run}: not run (references)")
+            continue
+        row = agg.loc[run]
+        test = _mean_sd(agg, run, "auroc")
+        train_mean = float(row["train_auroc_mean"])
+        learned = ("did NOT learn the task (training AUROC within the chance band)" if train_mean < 0.5 + max(0.1, 2 * sd0)
+                   else "learned the task")
+        lines.append(f"{run}: diagnosed collapsed on {row['collapsed_seeds']} seeds; training AUROC {train_mean:.3f} → "
+                     f"{learned}; test AUROC {test[0]:.3f}" + (f" ± {test[1]:.3f}" if math.isfinite(test[1]) else "")
+                     + f" over {test[2]} seed(s) (base rate {y_test.mean():.3f}); problems named: {row['problems']}")
+    if set(REFERENCE) <= set(agg.index):
+        verdict = _differ(_mean_sd(agg, "after (seed)", "auroc"), _mean_sd(agg, "before (seed)", "auroc"))
+        lines.append("after vs before, test AUROC: " + (f"{verdict} (beyond 2 standard errors)" if verdict not in (None, "similar")
+                     else "no difference resolved" if verdict == "similar" else "not resolved (needs >= 2 seeds each)"))
+    if len(base) and "after (seed)" in agg.index:
+        best = base.sort_values("auroc", ascending=False).iloc[0]
+        after = float(agg.loc["after (seed)", "auroc_mean"])
+        lines.append(f"best baseline: {best['model']} at test AUROC {best['auroc']:.3f}; after is "
+                     f"{after - best['auroc']:+.3f} from it (one split; differences below ~0.05 are within noise here)")
+    if "after (seed)" in agg.index:
+        ref = float(agg.loc["after (seed)", "collapsed_share"])
+        moved = [(run, float(agg.loc[run, "collapsed_share"]), agg.loc[run, "collapsed_seeds"], int(agg.loc[run, "n_seeds"]))
+                 for run in agg.index if run.startswith("after − ")]
+        more = [f"{r[len('after − '):]} ({c})" for r, share, c, n in moved if share > ref and n >= 2]
+        single = [r for r, _, _, n in moved if n < 2]
+        if more:
+            lines.append("fixes whose removal brought collapse back: " + ", ".join(more))
+        elif moved and not single:
+            lines.append("no single fix's removal brought collapse back on these seeds")
+        if single:
+            lines.append(f"{len(single)} one-fix-off row(s) ran on one seed only: which fixes matter is not resolved "
+                         "(raise ablation_seeds)")
+    return lines
 
 
 def per_dim_kl(results: list[RunResult]) -> pd.DataFrame:
@@ -570,7 +723,10 @@ def scores_table(agg: pd.DataFrame, base: pd.DataFrame) -> pd.DataFrame:
 def summary_metrics(rows: pd.DataFrame, base: pd.DataFrame, data: clinical.ClinicalData, prep: Prepared) -> dict[str, Any]:
     agg = aggregate(rows).set_index("run")
     out: dict[str, Any] = {"test_base_rate": float(prep.arrays.labels[prep.splits.test].mean()),
-                           "n_stays": len(data.labels), "truncated_steps": prep.arrays.truncated_steps}
+                           "n_stays": len(data.labels), "truncated_steps": prep.arrays.truncated_steps,
+                           "truncation": prep.truncation, "data": data_description(data)}
+    if prep.truncation["observations_dropped_share"] > TRUNCATION_WARN_SHARE:
+        out["warnings"] = [prep.truncation["report"]]
     for run in ("before (seed)", "after (seed)"):
         if run in agg.index:
             out[run] = {k: (None if pd.isna(v) else v) for k, v in agg.loc[run].items()}
@@ -583,6 +739,11 @@ def summary_metrics(rows: pd.DataFrame, base: pd.DataFrame, data: clinical.Clini
                       "collapsed_share": float(row["collapsed_share"])}
     out["baselines"] = base.set_index("model")[["auroc", "auprc", "accuracy"]].to_dict("index") if len(base) else {}
     return out
+
+
+def data_description(data: clinical.ClinicalData) -> dict[str, Any]:
+    row = data.summary().iloc[0].to_dict()
+    return {k: (float(v) if isinstance(v, int | float | np.number) else v) for k, v in row.items()}
 
 
 def write_outputs(params: SetVAEParams, *, metrics: dict, tables: dict, charts: dict, history: pd.DataFrame) -> Path:
