@@ -23,7 +23,7 @@ TINY_COMPUTE: dict[str, dict] = {
     "01_h2_leakage": {"epochs": 1, "n_boot": 20, "n_perm": 5},
     "02_sfmn": {"epochs": 2, "phase2_epochs": 1, "patience": 1, "seeds": [0, 1]},
     "03_recon_ablation": {"epochs": 1, "patience": 1, "n_seeds": 2},
-    "04_setvae_collapse": {"epochs": 1, "grud_epochs": 1, "seeds": [0, 1], "ablation_seeds": 2},
+    "04_setvae_collapse": {"epochs": 1, "min_updates": 0, "grud_epochs": 1, "seeds": [0, 1], "ablation_seeds": 2},
 }
 
 
