@@ -166,7 +166,7 @@ plots.tradeoff(tradeoff, biology=h2.biology_measure(tradeoff))
 """),
     md("""The training curves of every mitigation (every loss term, per epoch):"""),
     code("""
-plots.loss_curves(mitigation_history)
+plots.loss_curves(mitigation_history) if len(mitigation_history) else "no mitigation trained (mitigations is empty)"
 """),
     md("""
 Against the workbook's bar — a mitigation that lowers held-out leakage by ≥ 0.2 versus the plain AE while
