@@ -119,7 +119,7 @@ verdicts are drawn from the CI and the null band, never from a floored p-value.
     code("""
 leakage, roc = h2.leakage_table(adata, embeddings, splits, params)
 verdicts = h2.leakage_verdicts(leakage)
-verdicts[["embedding", "split", "probe", "evidence", "verdict"]]
+print(verdicts[["embedding", "split", "probe", "evidence", "verdict"]].to_string(index=False))
 """),
     code("""
 h2.seed_style_table(leakage)

@@ -77,3 +77,26 @@ def _write_truth(path: Path, adata: ad.AnnData) -> None:
 
 def _barcode(rng: np.random.Generator) -> str:
     return "".join(rng.choice(list("ACGT"), 16))
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m latentlab.data.scrna_fixtures OUT [--format 10x|h5ad] [--chip-effect X] …``"""
+    import argparse
+
+    parser = argparse.ArgumentParser(description="Write a small Study 1 dataset in a format a user brings.")
+    parser.add_argument("out", help="a directory (10x) or a .h5ad path")
+    parser.add_argument("--format", choices=["10x", "h5ad"], default="10x")
+    parser.add_argument("--chip-effect", type=float, default=0.8)
+    parser.add_argument("--library-shift", type=float, default=0.5)
+    parser.add_argument("--cells", type=int, default=600)
+    parser.add_argument("--genes", type=int, default=400)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    write = write_10x_dataset if args.format == "10x" else write_h5ad_dataset
+    path = write(args.out, n_cells=args.cells, n_genes=args.genes, chip_effect=args.chip_effect,
+                 library_shift=args.library_shift, seed=args.seed)
+    print(f"wrote {path}: columns chip_id (context), donor (condition; hold out {HOLDOUT}), celltype (biology)")
+
+
+if __name__ == "__main__":
+    main()

@@ -25,7 +25,7 @@ from latentlab import io, sweep, train
 from latentlab.data import scrna
 from latentlab.metrics import batch_metrics, clustering_ari, neighbourhood_agreement
 from latentlab.models.autoencoder import MITIGATIONS, PENALTY_TERMS, AutoEncoder
-from latentlab.params import StudyParams
+from latentlab.params import StudyParams, project_root
 from latentlab.probes import Split, SplitError, each_holdout, holdout_split, random_split, run_probe
 
 DEFAULT_WEIGHTS = {
@@ -122,6 +122,8 @@ def load(params: H2Params) -> ad.AnnData:
         adata = scrna.load_pbmc68k(context_key=params.context_key, biology_key=keys["biology_key"])
     else:
         path = Path(params.data)
+        if not path.is_absolute() and not path.exists() and (project_root() / path).exists():
+            path = project_root() / path  # papermill --cwd notebooks: paths are also taken from the checkout
         if not path.exists():
             raise scrna.DataError(f"{path}: not found (data is 'simulated', 'pbmc68k', a Matrix Market directory "
                                   "or a .h5ad file)")
