@@ -20,7 +20,7 @@ COLUMNS = dict(context_key="chip_id", condition_key="donor", biology_key="cellty
 FAST = dict(epochs=4, n_boot=100, n_perm=20, mitigations=[], baselines=["harmony"], scib=False, progress=False)
 
 
-def run_notebook(tmp_path: Path, data: Path, **parameters) -> dict:
+def run_notebook(tmp_path: Path, data: Path | str, **parameters) -> dict:
     import papermill
 
     out = tmp_path / "run"
@@ -62,3 +62,11 @@ def test_own_data_without_a_cell_type_column_runs_and_says_what_it_skips(tmp_pat
     metrics = run_notebook(tmp_path, data, **{missing: ""}, epochs=2, n_boot=50, n_perm=5)
     assert "knn_agreement" in metrics and "biology_accuracy" not in metrics
     assert any("biology_key is empty" in item for item in metrics["skipped"])
+
+
+def test_the_readme_real_cells_command_runs(tmp_path):
+    """README: -p data pbmc68k -p context_key phase -p condition_key "" -p biology_key bulk_labels."""
+    metrics = run_notebook(tmp_path, "pbmc68k", context_key="phase", condition_key="", biology_key="bulk_labels",
+                           holdout=None, epochs=2, n_boot=50, n_perm=5)
+    assert metrics["leakage_verdict"]["splits"] == ["random"]
+    assert any("condition_key is empty" in item for item in metrics["skipped"])

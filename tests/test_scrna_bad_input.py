@@ -306,3 +306,14 @@ def test_h5ad_normalised_without_counts_is_refused(tmp_path, h5ad):
     with raises(r"non-integer values; expected raw counts \(or raw counts in layers\['counts'\]", "cells.h5ad",
                 "first at row"):
         scrna.load_h5ad(h5ad, **KEYS)
+
+
+def test_h5ad_counts_in_raw_are_used_when_x_is_normalised(h5ad):
+    import anndata as ad
+
+    adata = ad.read_h5ad(h5ad)
+    adata.raw = ad.AnnData(adata.layers["counts"], obs=adata.obs, var=adata.var)
+    del adata.layers["counts"]
+    adata.write_h5ad(h5ad)
+    back = scrna.load_h5ad(h5ad, **KEYS)
+    assert back.uns["loader"]["counts_from"] == "raw.X" and np.all(back.X.data == np.round(back.X.data))

@@ -99,8 +99,8 @@ def load_h5ad(
 ) -> ad.AnnData:
     """Read an ``.h5ad`` file (anndata) and hold it to the same rules as the Matrix Market export.
 
-    Counts are taken from ``.X``, or from ``.layers["counts"]`` when ``.X`` holds
-    normalised values (scanpy's habit); the choice is recorded in ``.uns["loader"]``.
+    Counts are taken from ``.X``, or — when ``.X`` holds normalised values — from
+    ``.layers["counts"]`` or ``.raw.X`` (scanpy's habits); the choice is recorded in ``.uns["loader"]``.
     """
     path = Path(path)
     _require_nonempty(path)
@@ -111,8 +111,11 @@ def load_h5ad(
     if adata.X is None:
         raise DataError(f"{path}: .X is empty (no expression matrix); expected counts, cells × genes")
     source = "X"
-    if require_counts and "counts" in adata.layers and not _is_integer_valued(adata.X):
-        adata.X, source = adata.layers["counts"], "layers['counts']"
+    if require_counts and not _is_integer_valued(adata.X):
+        if "counts" in adata.layers:
+            adata.X, source = adata.layers["counts"], "layers['counts']"
+        elif adata.raw is not None and _is_integer_valued(adata.raw.X):
+            adata, source = adata.raw.to_adata(), "raw.X"
     adata.X = sp.csr_matrix(adata.X)
     adata.uns["loader"] = {"files": [str(path)], "counts_from": source}
     return validate_adata(adata, source=str(path), context_key=context_key, condition_key=condition_key,
@@ -508,7 +511,7 @@ def _check_csr_values(matrix: sp.csr_matrix, source: str, row_names: pd.Index, c
             fail(data < 0, "negative values; expected raw counts")
         if not np.all(data == np.round(data)):
             fail(data != np.round(data), "non-integer values; expected raw counts (or raw counts in "
-                 "layers['counts'] of an .h5ad; pass require_counts=False for normalised data)")
+                 "layers['counts'] or .raw of an .h5ad; pass require_counts=False for normalised data)")
 
 
 # --------------------------------------------------------------------------- writer
