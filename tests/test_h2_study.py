@@ -184,6 +184,8 @@ def test_conclusions_follow_the_numbers_and_agree_with_the_truth(tmp_path, chip_
     assert f"AUC {pca.value:.3f} (95% CI {pca.ci_low:.3f}–{pca.ci_high:.3f})" in lines[0]
     assert any(f"the verdict '{expected}' agrees with it" in line for line in lines)
     assert any(line.startswith("harmony: leakage AUC") for line in lines)
+    if expected == "chance":
+        assert not any("mitigation bar" in line for line in lines)  # no mitigation trained in this run
     if expected == "leakage":  # 20 permutations cannot beat a strong effect: p sits at 1/21, and is said to
         assert verdicts.query("embedding == 'PCA' and probe == 'linear'").p_at_floor.all()
         assert any("sit at their floor 0.048" in line for line in lines)
@@ -195,3 +197,14 @@ def test_verdicts_need_a_ci_and_respect_the_null_band():
     assert h2._verdict(0.56, 0.51, 0.6, 0.5, 0.04) == "not resolved"  # above 0.5, inside the null band
     assert h2._verdict(0.5, 0.45, 0.55, 0.5, 0.02) == "chance"
     assert h2._verdict(0.4, 0.35, 0.45, 0.5, 0.02) == "below chance"
+
+
+def test_the_mitigation_bar_is_said_not_to_apply_when_the_ae_does_not_leak():
+    tradeoff = h2.pd.DataFrame([
+        {"method": "AE", "weight": 0.0, "label": "AE", "leakage_auc": 0.52, "leakage_auc_low": 0.45,
+         "leakage_auc_high": 0.6, "leakage_excess": 0.02, "leakage_knn_auc": 0.5, "biology_accuracy": 0.99},
+        {"method": "mmd", "weight": 0.3, "label": "mmd w=0.3", "leakage_auc": 0.5, "leakage_auc_low": 0.44,
+         "leakage_auc_high": 0.57, "leakage_excess": 0.0, "leakage_knn_auc": 0.5, "biology_accuracy": 0.98}])
+    notes = h2._mitigation_notes(tradeoff, h2.mitigation_verdict(tradeoff), None)
+    assert notes == ["The plain AE leaks too little (|AUC − 0.5| = 0.020) for a mitigation to cut it by 0.2: the "
+                     "mitigation bar does not apply to this run."]

@@ -575,7 +575,11 @@ def _mitigation_notes(tradeoff: pd.DataFrame, mitigation: pd.DataFrame, harmony:
     notes = []
     biology = biology_measure(tradeoff)
     by_label = tradeoff.set_index("label")
-    if len(mitigation):
+    ae_excess = float(by_label.loc["AE"].leakage_excess) if "AE" in by_label.index else float("nan")
+    if len(mitigation) and ae_excess < 0.2:
+        notes.append(f"The plain AE leaks too little (|AUC − 0.5| = {ae_excess:.3f}) for a mitigation to cut it by "
+                     "0.2: the mitigation bar does not apply to this run.")
+    elif len(mitigation):
         met = mitigation[mitigation.meets_goal]
         if len(met):
             notes.append(f"Mitigations that cut leakage |AUC − 0.5| by ≥ 0.2 versus the plain AE and keep "
