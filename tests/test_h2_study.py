@@ -70,8 +70,141 @@ def test_raw_preprocessing_keeps_counts(tmp_path):
     assert np.all(adata.X.data == np.round(adata.X.data))
 
 
-def test_missing_holdout_value_fails_before_training(tmp_path):
-    params = small_params(tmp_path, holdout="99")
+
+
+# --------------------------------------------------------------------------- columns, checked at load time
+
+
+def test_empty_condition_key_means_no_condition_column(tmp_path):
+    params = small_params(tmp_path, condition_key="")
+    adata = h2.load(params)
+    assert [s.name for s in h2.make_splits(adata, params)] == ["random"]
+    assert list(h2.describe_design(adata, params).columns) == ["cells"]
+    assert any("held-out-condition split" in item for item in h2.skipped_measures(params))
+
+
+def test_a_missing_biology_column_fails_at_load_naming_the_parameter(tmp_path):
+    params = small_params(tmp_path, biology_key="celltype")
+    with pytest.raises(h2.scrna.DataError, match=r"no cell metadata column 'celltype' for biology_key; set -p "
+                                                  r"biology_key to one of \['cell_type', 'Sample', 'Group'\]"):
+        h2.load(params)
+
+
+def test_a_missing_holdout_value_fails_at_load(tmp_path):
+    with pytest.raises(SplitError, match=r"set -p holdout to one of \['27', '30', '34', '36'\] or 'each'"):
+        h2.load(small_params(tmp_path, holdout="99"))
+
+
+def test_a_run_without_biology_column_uses_knn_agreement_and_says_so(tmp_path):
+    params = small_params(tmp_path, biology_key="")
     adata = h2.preprocess(h2.load(params), params)
-    with pytest.raises(SplitError, match="Sample=.99.: no such value"):
-        h2.make_splits(adata, params)
+    h2.add_expression_reference(adata, params)
+    splits = h2.make_splits(adata, params)
+    reference = {"PCA": h2.pca_embedding(adata, params), "AE": h2.ae_embedding(adata, params)[0]}
+    tradeoff, _, _ = h2.mitigation_sweep(adata, params, splits[-1], reference)
+    assert "biology_accuracy" not in tradeoff and h2.biology_measure(tradeoff) == "knn_agreement"
+    verdict = h2.mitigation_verdict(tradeoff)
+    assert set(verdict.biology_measure) == {"knn_agreement"}
+    plots.tradeoff(tradeoff, biology=h2.biology_measure(tradeoff)).to_dict()
+    scib_rows = h2.batch_metric_table(adata, {"PCA": reference["PCA"]}, params)
+    assert np.isfinite(scib_rows.batch_asw.iloc[0])
+    leakage, _ = h2.leakage_table(adata, reference, splits, params)
+    lines = h2.conclusions(h2.leakage_verdicts(leakage), tradeoff, verdict, params)
+    assert any("cell-type probe accuracy and k-means ARI (biology_key is empty)" in line for line in lines)
+    metrics = h2.summary_metrics(leakage, tradeoff, verdict, h2.pd.DataFrame(), seconds=1.0)
+    assert "knn_agreement" in metrics and "biology_accuracy" not in metrics
+
+
+# --------------------------------------------------------------------------- Harmony on a strong chip effect
+
+
+def harmony_case(tmp_path, chip_effect, library_shift, **overrides):
+    params = small_params(tmp_path, n_cells=1200, n_genes=1000, chip_effect=chip_effect,
+                          library_shift=library_shift, **overrides)
+    sim = h2.scrna.simulate_counts(h2.scrna.ScrnaSimulation(n_cells=1200, n_genes=1000, chip_effect=chip_effect,
+                                                            library_shift=library_shift, seed=0))
+    adata = h2.preprocess(sim, params)
+    split = h2.holdout_split(adata.obs["Group"], adata.obs["Sample"], "36")
+
+    def auc(z):
+        return h2.run_probe(z, adata.obs["Group"], split, n_boot=0, n_perm=0).metrics["roc_auc"]
+
+    z_pca = h2.pca_embedding(adata, params)
+    z_harmony = h2.baseline_embedding(adata, params, "harmony")
+    biology = h2.run_probe(z_harmony, adata.obs["cell_type"], split, n_boot=0, n_perm=0).metrics["accuracy"]
+    return auc(z_pca), auc(z_harmony), biology, adata.uns["harmony"]
+
+
+def test_harmony_removes_most_of_a_strong_chip_effect(tmp_path):
+    pca_auc, harmony_auc, biology, run = harmony_case(tmp_path, 0.6, 0.3)
+    assert pca_auc > 0.99  # a strong effect: PCA gives the chip away completely
+    assert harmony_auc < 0.8 and biology > 0.95, (harmony_auc, biology)
+    assert run["iterations"] > 1 and run["mean_shift"] > 0.3
+
+
+def test_harmony_is_not_stopped_after_one_iteration_by_a_flat_first_step(tmp_path):
+    """harmonypy's default tolerance (1e-2) ends after one iteration when chips do not overlap at all,
+    returning PCA almost unchanged — the reported 'AUC 1.0, scores ≈ PCA'."""
+    import harmonypy
+
+    pca_auc, harmony_auc, _, run = harmony_case(tmp_path, 1.0, 1.0, harmony_theta=4.0)
+    assert run["iterations"] > 5 and run["mean_shift"] > 0.5
+    assert pca_auc == 1.0 and harmony_auc < 0.9, harmony_auc
+    default = harmonypy.run_harmony(np.zeros((50, 2)) + np.arange(50)[:, None] % 2, h2.pd.DataFrame(
+        {"b": ["x", "y"] * 25}), ["b"], verbose=False)
+    assert np.asarray(default.Z_corr).shape == (50, 2)  # this harmonypy returns cells × dims
+
+
+# --------------------------------------------------------------------------- conclusions from the numbers
+
+
+def run_to_conclusions(tmp_path, chip_effect: float):
+    params = small_params(tmp_path, n_cells=600, n_genes=300, chip_effect=chip_effect, library_shift=chip_effect,
+                          epochs=4, n_boot=100, n_perm=20, mitigations=[], probes=["linear"])
+    adata = h2.preprocess(h2.load(params), params)
+    h2.add_expression_reference(adata, params)
+    splits = h2.make_splits(adata, params)
+    embeddings = {"PCA": h2.pca_embedding(adata, params), "AE": h2.ae_embedding(adata, params)[0]}
+    leakage, _ = h2.leakage_table(adata, embeddings, splits, params)
+    verdicts = h2.leakage_verdicts(leakage)
+    reference = {**embeddings, "harmony": h2.baseline_embedding(adata, params, "harmony")}
+    tradeoff, _, _ = h2.mitigation_sweep(adata, params, splits[-1], reference)
+    verdict = h2.mitigation_verdict(tradeoff)
+    lines = h2.conclusions(verdicts, tradeoff, verdict, params, truth=adata.uns["simulation"],
+                           harmony=adata.uns["harmony"])
+    return verdicts, lines
+
+
+@pytest.mark.parametrize("chip_effect, expected", [(0.0, "chance"), (0.8, "leakage")])
+def test_conclusions_follow_the_numbers_and_agree_with_the_truth(tmp_path, chip_effect, expected):
+    verdicts, lines = run_to_conclusions(tmp_path, chip_effect)
+    assert h2.overall_verdict(verdicts)["overall"] == expected
+    assert lines[0].startswith(f"Verdict (holdout Sample=36, linear probe): **{expected}**")
+    pca = verdicts.query("embedding == 'PCA' and probe == 'linear' and split == 'holdout Sample=36'").iloc[0]
+    assert f"AUC {pca.value:.3f} (95% CI {pca.ci_low:.3f}–{pca.ci_high:.3f})" in lines[0]
+    assert any(f"the verdict '{expected}' agrees with it" in line for line in lines)
+    assert any(line.startswith("harmony: leakage AUC") for line in lines)
+    if expected == "chance":
+        assert not any("mitigation bar" in line for line in lines)  # no mitigation trained in this run
+    if expected == "leakage":  # 20 permutations cannot beat a strong effect: p sits at 1/21, and is said to
+        assert verdicts.query("embedding == 'PCA' and probe == 'linear'").p_at_floor.all()
+        assert any("sit at their floor 0.048" in line for line in lines)
+
+
+def test_verdicts_need_a_ci_and_respect_the_null_band():
+    assert h2._verdict(0.9, np.nan, np.nan, 0.5, 0.02) == "not resolved"
+    assert h2._verdict(0.9, 0.85, 0.95, 0.5, 0.02) == "leakage"
+    assert h2._verdict(0.56, 0.51, 0.6, 0.5, 0.04) == "not resolved"  # above 0.5, inside the null band
+    assert h2._verdict(0.5, 0.45, 0.55, 0.5, 0.02) == "chance"
+    assert h2._verdict(0.4, 0.35, 0.45, 0.5, 0.02) == "below chance"
+
+
+def test_the_mitigation_bar_is_said_not_to_apply_when_the_ae_does_not_leak():
+    tradeoff = h2.pd.DataFrame([
+        {"method": "AE", "weight": 0.0, "label": "AE", "leakage_auc": 0.52, "leakage_auc_low": 0.45,
+         "leakage_auc_high": 0.6, "leakage_excess": 0.02, "leakage_knn_auc": 0.5, "biology_accuracy": 0.99},
+        {"method": "mmd", "weight": 0.3, "label": "mmd w=0.3", "leakage_auc": 0.5, "leakage_auc_low": 0.44,
+         "leakage_auc_high": 0.57, "leakage_excess": 0.0, "leakage_knn_auc": 0.5, "biology_accuracy": 0.98}])
+    notes = h2._mitigation_notes(tradeoff, h2.mitigation_verdict(tradeoff), None)
+    assert notes == ["The plain AE leaks too little (|AUC − 0.5| = 0.020) for a mitigation to cut it by 0.2: the "
+                     "mitigation bar does not apply to this run."]

@@ -66,3 +66,17 @@ def test_multiclass_probe_reports_macro_scores():
     z = rng.normal(size=(300, 4)) + (y == "S").to_numpy()[:, None] * 3
     result = run_probe(z, y, random_split(y, seed=0), n_boot=20, n_perm=5)
     assert 0 <= result.metrics["f1"] <= 1 and result.metrics["roc_auc"] > 0.6
+
+
+def test_p_value_floor_is_reported_with_the_table():
+    """With n permutations p cannot go below 1/(n+1): a strong signal lands exactly there, and says so."""
+    rng = np.random.default_rng(1)
+    y = pd.Series(rng.choice(["chip1", "chip2"], 400), name="Group")
+    z = rng.normal(size=(400, 3)) + (y == "chip2").to_numpy()[:, None] * 3
+    table = run_probe(z, y, random_split(y, seed=0), n_boot=50, n_perm=20).table()
+    auc = table.set_index("metric").loc["roc_auc"]
+    assert auc.n_perm == 20 and auc.p_floor == pytest.approx(1 / 21) and auc.p_value == pytest.approx(1 / 21)
+    verdicts = h2.leakage_verdicts(table.assign(embedding="toy"))
+    assert verdicts.p_at_floor.all() and "p ≤ 0.048 (its floor with 20 permutations)" in verdicts.evidence[0]
+    weak = run_probe(rng.normal(size=(400, 3)), y, random_split(y, seed=0), n_boot=50, n_perm=20).table()
+    assert not h2.leakage_verdicts(weak.assign(embedding="toy")).p_at_floor.any()

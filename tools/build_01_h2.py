@@ -32,14 +32,19 @@ Rerun with papermill, e.g. `papermill notebooks/01_h2_leakage.ipynb out.ipynb -p
 preset = "quick"
 seed = None
 output_dir = None
-data = None  # "simulated", "pbmc68k", a directory with X.mtx/meta.csv/genes.tsv, or a .h5ad file
-context_key = None
-condition_key = None
-biology_key = None
-holdout = None  # a Sample value, or "each"
+data = None  # "simulated", "pbmc68k", a Matrix Market directory (R export or 10x-style), or a .h5ad file
+metadata = None  # the cell metadata CSV of a Matrix Market directory (default: the one CSV in it)
+context_key = None  # the chip / batch column
+condition_key = None  # the biological condition column ("" = none: random split only)
+biology_key = None  # the cell-type column ("" = none: biology measured by kNN agreement only)
+holdout = None  # a condition value, or "each"
 chip_effect = None
+library_shift = None
 epochs = None
+mitigations = None
 penalty_weights = None
+baselines = None
+scib = None
 progress = None
 sweep_results = ""  # a sweep directory or its results.csv (see "Reading a sweep" at the end)
 """),
@@ -68,7 +73,9 @@ library-size shift whose strength is `chip_effect`. The counts are written to `X
     code("""
 adata = h2.load(params)
 print(adata)
-pd.crosstab(adata.obs[params.condition_key], adata.obs[params.context_key], margins=True)
+for item in h2.skipped_measures(params):
+    print("Not measured:", item)
+h2.describe_design(adata, params)
 """, "nbval-check-output"),
     md("""
 Library-size normalisation and `log1p` (a parameter: `preprocessing="raw"` keeps counts for the ablation).
@@ -105,10 +112,16 @@ plots.embedding_scatter(z_ae, adata.obs, obs_keys, title="AE")
 A logistic-regression probe (and a k-NN probe, since a low *linear* score would not prove the chip is
 absent) is trained on the training cells' embedding to predict `Group`, and scored on the test cells.
 Each metric carries a 95% bootstrap CI over test cells and a permutation null (the probe refitted on
-shuffled training labels): the grey band is what chance looks like here.
+shuffled training labels): the grey band is what chance looks like here. The CI comes first: with 20–50
+permutations the p-value cannot go below 1/(n+1), so a p-value at that floor says only "at most this";
+verdicts are drawn from the CI and the null band, never from a floored p-value.
 """),
     code("""
 leakage, roc = h2.leakage_table(adata, embeddings, splits, params)
+verdicts = h2.leakage_verdicts(leakage)
+print(verdicts[["embedding", "split", "probe", "evidence", "verdict"]].to_string(index=False))
+"""),
+    code("""
 h2.seed_style_table(leakage)
 """),
     code("""
@@ -149,11 +162,11 @@ tradeoff, mitigated, mitigation_history = h2.mitigation_sweep(adata, params, hol
 tradeoff.round(3)
 """, "nbval-ignore-output"),
     code("""
-plots.tradeoff(tradeoff)
+plots.tradeoff(tradeoff, biology=h2.biology_measure(tradeoff))
 """),
     md("""The training curves of every mitigation (every loss term, per epoch):"""),
     code("""
-plots.loss_curves(mitigation_history)
+plots.loss_curves(mitigation_history) if len(mitigation_history) else "no mitigation trained (mitigations is empty)"
 """),
     md("""
 Against the workbook's bar — a mitigation that lowers held-out leakage by ≥ 0.2 versus the plain AE while
@@ -186,15 +199,21 @@ charts = {
     "scatter_ae": plots.embedding_scatter(z_ae, adata.obs, obs_keys, title="AE"),
     "leakage_intervals": plots.metric_intervals(leakage, "roc_auc"),
     "roc": plots.roc_curves(roc[roc.probe == "linear"]),
-    "tradeoff": plots.tradeoff(tradeoff),
+    "tradeoff": plots.tradeoff(tradeoff, biology=h2.biology_measure(tradeoff)),
 }
 if len(scib_table):
     charts["scib"] = plots.batch_metric_bars(scib_table)
-metrics = h2.summary_metrics(leakage, tradeoff, verdict, scib_table, seconds=time.perf_counter() - started)
+truth = adata.uns.get("simulation") if params.data == "simulated" else None
+findings = h2.conclusions(verdicts, tradeoff, verdict, params, truth=truth, harmony=adata.uns.get("harmony"))
+extra = {"leakage_verdict": h2.overall_verdict(verdicts), "conclusions": findings,
+         "skipped": h2.skipped_measures(params), "harmony": adata.uns.get("harmony")}
+metrics = h2.summary_metrics(leakage, tradeoff, verdict, scib_table, seconds=time.perf_counter() - started,
+                             extra=extra)
 out = h2.write_outputs(
     params,
     metrics=metrics,
-    tables={"leakage": leakage, "tradeoff": tradeoff, "verdict": verdict, "scib": scib_table},
+    tables={"leakage": leakage, "verdicts": verdicts, "tradeoff": tradeoff, "verdict": verdict,
+            "scib": scib_table},
     charts=charts,
     history=pd.concat([ae_history.assign(method="none", weight=0.0), mitigation_history], ignore_index=True),
 )
@@ -203,19 +222,19 @@ sorted(p.name for p in out.iterdir() if p.is_file())
     md("""
 ## Conclusions
 
-* With a chip effect present, both PCA and the autoencoder encode the chip so that a linear probe reads it
-  back on a sample it never saw — the seed's H2 finding, reproduced with confidence intervals and a null.
-  Rerun with `-p chip_effect 0 -p library_shift 0` (no chip signal at all) and the same probe reports chance:
-  the probe is not inventing leakage (`tests/test_probes.py` checks this). `chip_effect 0` alone keeps the
-  chip's library-size shift, which a probe still reads.
-* The trade-off chart is the decision tool: a mitigation is only useful if it moves points left
-  (less leakage) without moving them down (less biology).
-* In these runs the distribution-matching penalties (MMD, HSIC) move points left most reliably, over a
-  narrow band of weights: too strong and z collapses (biology lost, AUC exactly 0.5). The gradient-reversal
-  adversary works only at a small weight and is unstable above it (its discriminator is fooled without the
-  information being removed for a fresh probe) — which is why leakage must always be measured by a *fresh*
-  probe, never by the adversary itself. ComBat and Harmony remove the chip well here, but they were given
-  every cell's chip label, including the held-out sample's.
+Computed from this run's numbers by `h2.conclusions` (a rerun on other data or parameters rewrites them):
+the verdict on the held-out split(s), what the p-values can and cannot say, a truth check when the data are
+simulated, the mitigations against the bar, and what this run could not measure.
+"""),
+    code("""
+for line in findings:
+    print("•", line)
+"""),
+    md("""
+How to read the trade-off chart: a mitigation is only useful if it moves points left (less leakage) without
+moving them down (less biology). ComBat and Harmony see every cell's chip label, the held-out sample's
+included, so their numbers are a reference, not a fair competitor. `-p chip_effect 0 -p library_shift 0`
+removes every chip signal from the simulator — the probe must then report chance.
 """),
     md("""
 ## Reading a sweep

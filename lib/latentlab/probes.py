@@ -113,6 +113,7 @@ class ProbeResult:
     ci: dict[str, tuple[float, float]]
     null: dict[str, tuple[float, float, float]]  # mean, sd, p-value
     roc: pd.DataFrame
+    n_perm: int = 0  # permutations that were scored (the p-value cannot go below 1 / (n_perm + 1))
 
     def table(self) -> pd.DataFrame:
         rows = []
@@ -121,7 +122,7 @@ class ProbeResult:
             null_mean, null_sd, p = self.null.get(m, (np.nan, np.nan, np.nan))
             rows.append({"probe": self.kind, "split": self.split, "metric": m, "value": self.metrics[m],
                          "ci_low": lo, "ci_high": hi, "null_mean": null_mean, "null_sd": null_sd,
-                         "p_value": p})
+                         "p_value": p, "p_floor": p_floor(self.n_perm), "n_perm": self.n_perm})
         return pd.DataFrame(rows)
 
 
@@ -144,9 +145,14 @@ def run_probe(
     y_test = y[split.test]
     metrics = score(y_test, proba, classes)
     ci = _bootstrap_ci(y_test, proba, classes, n_boot, seed)
-    null = _permutation_null(z, y, split, classes, kind, metrics, n_perm, seed)
+    null, scored = _permutation_null(z, y, split, classes, kind, metrics, n_perm, seed)
     roc = _roc_frame(y_test, proba, classes, split.name, kind)
-    return ProbeResult(kind, split.name, metrics, ci, null, roc)
+    return ProbeResult(kind, split.name, metrics, ci, null, roc, scored)
+
+
+def p_floor(n_perm: int) -> float:
+    """The smallest p-value ``n_perm`` permutations can give: (1 + 0) / (1 + n_perm); NaN without any."""
+    return 1.0 / (n_perm + 1) if n_perm > 0 else float("nan")
 
 
 def _bootstrap_ci(y, proba, classes, n_boot, seed, level=0.95):
@@ -164,7 +170,7 @@ def _bootstrap_ci(y, proba, classes, n_boot, seed, level=0.95):
 
 def _permutation_null(z, y, split, classes, kind, observed, n_perm, seed):
     if n_perm <= 0:
-        return {}
+        return {}, 0
     rng = np.random.default_rng(seed + 1)
     draws = {m: [] for m in METRICS}
     for _ in range(n_perm):
@@ -179,7 +185,7 @@ def _permutation_null(z, y, split, classes, kind, observed, n_perm, seed):
         v = np.asarray(v, dtype=float)
         p = (1 + np.sum(v >= observed[m])) / (1 + len(v))
         out[m] = (float(np.nanmean(v)), float(np.nanstd(v)), float(p))
-    return out
+    return out, len(draws["accuracy"])
 
 
 def _roc_frame(y, proba, classes, split_name, kind):

@@ -25,8 +25,8 @@ from latentlab import io, sweep, train
 from latentlab.data import scrna
 from latentlab.metrics import batch_metrics, clustering_ari, neighbourhood_agreement
 from latentlab.models.autoencoder import MITIGATIONS, PENALTY_TERMS, AutoEncoder
-from latentlab.params import StudyParams
-from latentlab.probes import Split, each_holdout, holdout_split, random_split, run_probe
+from latentlab.params import StudyParams, project_root
+from latentlab.probes import Split, SplitError, each_holdout, holdout_split, random_split, run_probe
 
 DEFAULT_WEIGHTS = {
     "adversarial": [0.03, 0.1, 0.3],
@@ -40,9 +40,10 @@ DEFAULT_WEIGHTS = {
 class H2Params(StudyParams):
     output_dir: str = "runs/h2_leakage"
     data: str = "simulated"
+    metadata: str = ""  # cell metadata CSV of a Matrix Market directory; "" = the one CSV in that directory
     context_key: str = "Group"
-    condition_key: str = "Sample"
-    biology_key: str = "cell_type"
+    condition_key: str = "Sample"  # "" = no condition column: random split only
+    biology_key: str = "cell_type"  # "" = no cell-type column: biology measured by kNN agreement only
     holdout: str = "36"
     n_cells: int = 2418
     n_genes: int = 2000
@@ -61,6 +62,8 @@ class H2Params(StudyParams):
     mitigations: list = dataclasses.field(default_factory=lambda: list(DEFAULT_WEIGHTS))
     penalty_weights: dict = dataclasses.field(default_factory=lambda: dict(DEFAULT_WEIGHTS))
     baselines: list = dataclasses.field(default_factory=lambda: ["combat", "harmony"])
+    harmony_theta: float = 2.0  # harmonypy's diversity penalty (its default)
+    harmony_max_iter: int = 50
     scib: bool = True
     progress: bool = True
     sweep_results: str = ""  # a sweep directory or its results.csv: the notebook's last section reads it
@@ -87,6 +90,9 @@ class H2Params(StudyParams):
         self.require(set(self.mitigations) <= set(MITIGATIONS), "mitigations", f"choose from {sorted(MITIGATIONS)}")
         self.require(set(self.baselines) <= {"combat", "harmony"}, "baselines", "choose from combat, harmony")
         self.require(self.n_boot >= 0 and self.n_perm >= 0, "n_boot", "n_boot and n_perm must be >= 0")
+        self.require(self.harmony_theta >= 0, "harmony_theta", "must be >= 0")
+        self.require(self.harmony_max_iter >= 1, "harmony_max_iter", "must be >= 1")
+        self.require(bool(self.context_key), "context_key", "must name the cell metadata column holding the chip")
         missing = [m for m in self.mitigations if not self.penalty_weights.get(m)]
         self.require(not missing, "penalty_weights", f"no weights given for mitigations {missing}")
 
@@ -95,21 +101,69 @@ class H2Params(StudyParams):
 
 
 def load(params: H2Params) -> ad.AnnData:
-    """Simulated (written to and read back from the 3-file format), pbmc68k, or a user path."""
-    condition = params.condition_key or None
+    """Simulated (written to and read back from the 3-file format), pbmc68k, or a user path.
+
+    Every column the run needs (context, condition, biology) and the held-out value are
+    checked here, before anything trains; an empty ``condition_key`` / ``biology_key`` means
+    the data has no such column.
+    """
+    keys = dict(context_key=params.context_key, condition_key=params.condition_key or None,
+                biology_key=params.biology_key or None)
     if params.data == "simulated":
         sim = scrna.ScrnaSimulation(
             n_cells=params.n_cells, n_genes=params.n_genes, chip_effect=params.chip_effect,
             library_shift=params.library_shift, sample_effect=params.sample_effect, seed=params.seed,
         )
-        directory = scrna.write_three_file(scrna.simulate_counts(sim), params.output_path / "data")
-        return scrna.load_three_file(directory, context_key=params.context_key, condition_key=condition)
-    if params.data == "pbmc68k":
-        return scrna.load_pbmc68k(context_key=params.context_key)
-    path = Path(params.data)
-    if path.suffix == ".h5ad":
-        return scrna.load_h5ad(path, context_key=params.context_key, condition_key=condition)
-    return scrna.load_three_file(path, context_key=params.context_key, condition_key=condition)
+        simulated = scrna.simulate_counts(sim)
+        directory = scrna.write_three_file(simulated, params.output_path / "data")
+        adata = scrna.load_three_file(directory, **keys)
+        adata.uns["simulation"] = simulated.uns["simulation"]  # the truth, which the files do not carry
+    elif params.data == "pbmc68k":
+        adata = scrna.load_pbmc68k(context_key=params.context_key, biology_key=keys["biology_key"])
+    else:
+        path = Path(params.data)
+        if not path.is_absolute() and not path.exists() and (project_root() / path).exists():
+            path = project_root() / path  # papermill --cwd notebooks: paths are also taken from the checkout
+        if not path.exists():
+            raise scrna.DataError(f"{path}: not found (data is 'simulated', 'pbmc68k', a Matrix Market directory "
+                                  "or a .h5ad file)")
+        if path.suffix == ".h5ad":
+            adata = scrna.load_h5ad(path, **keys)
+        else:
+            adata = scrna.load_three_file(path, meta=params.metadata or None, **keys)
+    _check_holdout(adata, params)
+    return adata
+
+
+def _check_holdout(adata: ad.AnnData, params: H2Params) -> None:
+    """The held-out value must exist, so a wrong ``holdout`` fails before any training."""
+    if not params.condition_key or params.holdout == "each":
+        return
+    present = sorted(set(adata.obs[params.condition_key].astype(str)))
+    if params.holdout not in present:
+        raise SplitError(f"holdout {params.condition_key}={params.holdout!r}: no such value; set -p holdout to "
+                         f"one of {present} or 'each' (condition_key={params.condition_key!r})")
+
+
+def skipped_measures(params: H2Params) -> list[str]:
+    """What this run cannot measure because a column was left out (said in the notebook and metrics.json)."""
+    skipped = []
+    if not params.condition_key:
+        skipped.append("held-out-condition split (condition_key is empty): leakage is probed on the random "
+                       "split only, where a condition confounded with the chip can also carry it")
+    if not params.biology_key:
+        skipped.append("cell-type probe accuracy and k-means ARI (biology_key is empty): biology retained is "
+                       "measured only as kNN agreement with the unintegrated expression PCA; scib batch metrics "
+                       "are computed over all cells, not within cell types")
+    return skipped
+
+
+def describe_design(adata: ad.AnnData, params: H2Params) -> pd.DataFrame:
+    """Cells per condition × context (or per context alone when there is no condition column)."""
+    context = adata.obs[params.context_key]
+    if params.condition_key:
+        return pd.crosstab(adata.obs[params.condition_key], context, margins=True)
+    return context.value_counts().sort_index().rename("cells").to_frame()
 
 
 def preprocess(adata: ad.AnnData, params: H2Params) -> ad.AnnData:
@@ -219,14 +273,35 @@ def baseline_embedding(adata: ad.AnnData, params: H2Params, method: str) -> np.n
         sc.pp.pca(corrected, n_comps=params.latent_dim, random_state=params.seed)
         return corrected.obsm["X_pca"].copy()
     if method == "harmony":
-        import harmonypy
-
-        pca = adata.obsm["X_pca"] if "X_pca" in adata.obsm else pca_embedding(adata, params)
-        result = harmonypy.run_harmony(pca, adata.obs, [params.context_key], random_state=params.seed,
-                                       verbose=False)
-        z = np.asarray(result.Z_corr)
-        return z.T if z.shape[0] != adata.n_obs else z
+        return harmony_embedding(adata, params)
     raise ValueError(f"unknown baseline {method!r}; choose combat or harmony")
+
+
+def harmony_embedding(adata: ad.AnnData, params: H2Params) -> np.ndarray:
+    """Harmony (harmonypy) on the study's PCA, cells × dims in and out; its run is recorded in ``.uns``.
+
+    ``epsilon_harmony=1e-4`` rather than harmonypy's 1e-2: with a strong chip effect the
+    chips sit in separate clusters, the first iteration lowers the objective by < 1 %, and the
+    default tolerance stops there — returning PCA almost unchanged (held-out AUC stayed 1.0).
+    """
+    import harmonypy
+
+    pca = adata.obsm["X_pca"] if "X_pca" in adata.obsm else pca_embedding(adata, params)
+    result = harmonypy.run_harmony(
+        np.asarray(pca, dtype=np.float64), adata.obs, [params.context_key], theta=params.harmony_theta,
+        max_iter_harmony=params.harmony_max_iter, epsilon_harmony=1e-4, random_state=params.seed,
+        verbose=False, ncores=1,
+    )
+    z = np.asarray(result.Z_corr)
+    if z.shape != pca.shape:  # older harmonypy returned dims × cells
+        z = z.T
+    if z.shape != pca.shape:
+        raise RuntimeError(f"harmonypy returned shape {np.asarray(result.Z_corr).shape} for input {pca.shape}")
+    iterations = len(result.objective_harmony) - 1
+    adata.uns["harmony"] = {"theta": params.harmony_theta, "max_iter": params.harmony_max_iter,
+                            "iterations": iterations, "converged": iterations < params.harmony_max_iter,
+                            "mean_shift": float(np.abs(z - pca).mean())}
+    return z
 
 
 # --------------------------------------------------------------------------- probes and tables
@@ -246,7 +321,8 @@ def leakage_table(
                 tables.append(result.table().assign(embedding=name))
                 rocs.append(result.roc.assign(embedding=name))
     table = pd.concat(tables, ignore_index=True)
-    cols = ["embedding", "split", "probe", "metric", "value", "ci_low", "ci_high", "null_mean", "null_sd", "p_value"]
+    cols = ["embedding", "split", "probe", "metric", "value", "ci_low", "ci_high", "null_mean", "null_sd", "p_value",
+            "p_floor", "n_perm"]
     return table[cols], pd.concat(rocs, ignore_index=True)
 
 
@@ -259,7 +335,7 @@ def seed_style_table(table: pd.DataFrame) -> pd.DataFrame:
 def biology_scores(adata: ad.AnnData, z: np.ndarray, split: Split, params: H2Params) -> dict[str, float]:
     """Biology retained on the same embedding: cell-type probe accuracy (and ARI / kNN agreement)."""
     out: dict[str, float] = {}
-    if params.biology_key in adata.obs:
+    if params.biology_key and params.biology_key in adata.obs:
         bio = adata.obs[params.biology_key].astype(str)
         probe = run_probe(z, bio, split, kind="linear", n_boot=0, n_perm=0, seed=params.seed)
         out["biology_accuracy"] = probe.metrics["accuracy"]
@@ -321,26 +397,214 @@ def add_expression_reference(adata: ad.AnnData, params: H2Params, n_comps: int =
 
 def batch_metric_table(adata: ad.AnnData, embeddings: dict[str, np.ndarray], params: H2Params) -> pd.DataFrame:
     """scib-metrics (batch ASW, iLISI, graph connectivity) per embedding, within biology labels."""
-    labels = adata.obs[params.biology_key] if params.biology_key in adata.obs else adata.obs[params.context_key]
+    if params.biology_key and params.biology_key in adata.obs:
+        labels = adata.obs[params.biology_key]
+    else:  # no cell types: one label, so the metrics are computed over all cells
+        labels = pd.Series("all cells", index=adata.obs_names)
     rows = [{"embedding": name, **batch_metrics(z, adata.obs[params.context_key], labels)}
             for name, z in embeddings.items()]
     return pd.DataFrame(rows)
+
+
+def biology_measure(tradeoff: pd.DataFrame) -> str:
+    """The biology-retained column this run has: cell-type probe accuracy, else kNN agreement."""
+    for column in ("biology_accuracy", "knn_agreement"):
+        if column in tradeoff and tradeoff[column].notna().any():
+            return column
+    raise ValueError("the trade-off table has neither biology_accuracy nor knn_agreement")
 
 
 def mitigation_verdict(tradeoff: pd.DataFrame, *, min_drop: float = 0.2, max_bio_loss: float = 0.05) -> pd.DataFrame:
     """Which mitigations cut held-out leakage by ``min_drop`` while keeping biology within ``max_bio_loss``.
 
     The drop is measured on ``|AUC - 0.5|`` so that over-correction (AUC well below
-    0.5, chip still readable) does not count as removal.
+    0.5, chip still readable) does not count as removal. Biology is the run's
+    ``biology_measure`` (cell-type accuracy, or kNN agreement without cell types).
     """
+    biology = biology_measure(tradeoff)
     ae = tradeoff[tradeoff.method == "AE"].iloc[0]
     rows = tradeoff[~tradeoff.method.isin(["AE", "PCA", "combat", "harmony"])].copy()
     rows["auc_drop_vs_ae"] = ae.leakage_auc - rows.leakage_auc
     rows["excess_drop_vs_ae"] = ae.leakage_excess - rows.leakage_excess
-    rows["biology_change_vs_ae"] = rows.biology_accuracy - ae.biology_accuracy
+    rows["biology_measure"] = biology
+    rows["biology"] = rows[biology]
+    rows["biology_change_vs_ae"] = rows[biology] - ae[biology]
     rows["meets_goal"] = (rows.excess_drop_vs_ae >= min_drop) & (rows.biology_change_vs_ae >= -max_bio_loss)
     return rows[["label", "leakage_auc", "leakage_knn_auc", "auc_drop_vs_ae", "excess_drop_vs_ae",
-                 "biology_accuracy", "biology_change_vs_ae", "meets_goal"]]
+                 "biology_measure", "biology", "biology_change_vs_ae", "meets_goal"]].reset_index(drop=True)
+
+
+# --------------------------------------------------------------------------- verdicts and conclusions
+
+MAIN_EMBEDDINGS = ("PCA", "AE")
+
+
+def leakage_verdicts(leakage: pd.DataFrame, *, metric: str = "roc_auc") -> pd.DataFrame:
+    """Per embedding × split × probe: the estimate and its CI first, then the null and the p-value.
+
+    The verdict rests on the bootstrap CI and the permutation-null band, never on the
+    p-value alone: with 20–50 permutations p cannot go below 1/(n+1) (``p_at_floor``).
+    """
+    rows = leakage[leakage.metric == metric].copy()
+    rows["p_at_floor"] = np.isclose(rows.p_value, rows.p_floor) & rows.p_floor.notna()
+    rows["verdict"] = [_verdict(r.value, r.ci_low, r.ci_high, r.null_mean, r.null_sd) for r in rows.itertuples()]
+    rows["evidence"] = [_evidence(r) for r in rows.itertuples()]
+    return rows[["embedding", "split", "probe", "value", "ci_low", "ci_high", "null_mean", "null_sd", "p_value",
+                 "p_floor", "p_at_floor", "verdict", "evidence"]].reset_index(drop=True)
+
+
+def _verdict(value: float, low: float, high: float, null_mean: float, null_sd: float) -> str:
+    """'leakage' (CI above 0.5 and above the null band), 'chance' (CI holds 0.5), else unresolved."""
+    if not (np.isfinite(low) and np.isfinite(high)):
+        return "not resolved"  # no bootstrap CI: one number is not evidence
+    if low > 0.5:
+        above_null = not np.isfinite(null_sd) or value > null_mean + 2 * null_sd
+        return "leakage" if above_null else "not resolved"
+    if high < 0.5:
+        return "below chance"
+    return "chance"
+
+
+def _evidence(r) -> str:
+    text = f"AUC {r.value:.3f} (95% CI {r.ci_low:.3f}–{r.ci_high:.3f})"
+    if np.isfinite(r.null_mean):
+        text += f"; null {r.null_mean:.3f} ± {r.null_sd:.3f}"
+        text += (f"; p ≤ {r.p_floor:.3f} (its floor with {int(round(1 / r.p_floor)) - 1} permutations)"
+                 if r.p_at_floor else f"; p = {r.p_value:.3f}")
+    return text
+
+
+def main_splits(verdicts: pd.DataFrame) -> list[str]:
+    """The splits a verdict is drawn from: the held-out ones, or the random split when there are none."""
+    held_out = [s for s in verdicts.split.unique() if s != "random"]
+    return held_out or ["random"]
+
+
+def overall_verdict(verdicts: pd.DataFrame, *, probe: str = "linear") -> dict[str, Any]:
+    """One word per main embedding (PCA, AE) over the main splits, and the study's overall word.
+
+    Per embedding: 'leakage' when every main split shows it, 'chance' (no leakage detected)
+    when none does, 'mixed' otherwise. Overall: the shared word, else 'mixed' — one split or
+    one embedding alone is not enough for a verdict.
+    """
+    splits = main_splits(verdicts)
+    rows = verdicts[(verdicts.probe == probe) & verdicts.split.isin(splits)]
+    present = [e for e in MAIN_EMBEDDINGS if e in set(rows.embedding)] or sorted(set(rows.embedding))
+    per_embedding = {name: _combine(set(rows[rows.embedding == name].verdict)) for name in present}
+    words = set(per_embedding.values())
+    overall = words.pop() if len(words) == 1 else "mixed"
+    return {"overall": overall, "per_embedding": per_embedding, "splits": splits, "probe": probe}
+
+
+def _combine(words: set[str]) -> str:
+    if words == {"leakage"}:
+        return "leakage"
+    if "leakage" in words:
+        return "mixed"
+    if "chance" in words:
+        return "chance"
+    return words.pop() if len(words) == 1 else "not resolved"
+
+
+def conclusions(verdicts: pd.DataFrame, tradeoff: pd.DataFrame | None, mitigation: pd.DataFrame | None,
+                params: H2Params, *, truth: dict[str, Any] | None = None,
+                harmony: dict[str, Any] | None = None) -> list[str]:
+    """The notebook's conclusions, each sentence computed from this run's numbers."""
+    summary = overall_verdict(verdicts)
+    lines = [_headline(verdicts, summary)]
+    lines += _probe_notes(verdicts, summary)
+    if truth is not None:
+        lines.append(_truth_note(summary["overall"], truth))
+    if tradeoff is not None and mitigation is not None:
+        lines += _mitigation_notes(tradeoff, mitigation, harmony)
+    lines += [f"Not measured in this run: {item}." for item in skipped_measures(params)]
+    return lines
+
+
+def _headline(verdicts: pd.DataFrame, summary: dict[str, Any]) -> str:
+    rows = verdicts[(verdicts.probe == "linear") & verdicts.split.isin(summary["splits"])]
+    where = ", ".join(summary["splits"])
+    details = "; ".join(f"{r.embedding} on {r.split}: {r.evidence} → {r.verdict}" for r in rows.itertuples()
+                        if r.embedding in summary["per_embedding"])
+    meaning = {
+        "leakage": "the chip is encoded in the unsupervised embeddings and a linear probe reads it back",
+        "chance": "no leakage detected: no chip signal a linear probe can read on data it never saw",
+        "mixed": "the embeddings or splits disagree, so no single verdict is drawn",
+        "not resolved": "the intervals cannot separate leakage from chance at this size",
+        "below chance": "the probe scores below chance — the chip direction flips between conditions, or noise",
+    }[summary["overall"]]
+    return f"Verdict ({where}, linear probe): **{summary['overall']}** — {meaning}. {details}."
+
+
+def _probe_notes(verdicts: pd.DataFrame, summary: dict[str, Any]) -> list[str]:
+    notes = []
+    main = verdicts[verdicts.split.isin(summary["splits"])]
+    floor = verdicts[verdicts.p_at_floor]
+    if len(floor):
+        notes.append(f"{len(floor)} of {verdicts.p_value.notna().sum()} permutation p-values sit at their floor "
+                     f"{floor.p_floor.iloc[0]:.3f} (no permuted probe reached the observed score): they say only "
+                     f"p ≤ {floor.p_floor.iloc[0]:.3f}, so the verdicts rest on the CIs and the null band.")
+    linear = main[main.probe == "linear"].set_index(["embedding", "split"]).verdict
+    for probe in sorted(set(main.probe) - {"linear"}):
+        other = main[main.probe == probe].set_index(["embedding", "split"]).verdict
+        hidden = [f"{e} ({s})" for (e, s), v in other.items() if v == "leakage" and linear.get((e, s)) == "chance"]
+        if hidden:
+            notes.append(f"The {probe} probe reads the chip where the linear one does not — {', '.join(hidden)}: "
+                         "the context is there, only not linearly.")
+    if "random" not in summary["splits"]:
+        random_rows = verdicts[(verdicts.split == "random") & (verdicts.probe == "linear")]
+        disagree = [r.embedding for r in random_rows.itertuples()
+                    if r.verdict == "leakage" and summary["per_embedding"].get(r.embedding) == "chance"]
+        if disagree:
+            notes.append(f"The random split reports leakage for {', '.join(disagree)} where the held-out split "
+                         "does not: there the probe reads the chip through the condition (conditions have "
+                         "unequal chip shares), which is why the held-out split is the verdict.")
+    return notes
+
+
+def _truth_note(overall: str, truth: dict[str, Any]) -> str:
+    has_effect = truth.get("chip_effect", 0) > 0 or truth.get("library_shift", 0) > 0
+    expected = "leakage" if has_effect else "chance"
+    agrees = "agrees with" if overall == expected else "does NOT agree with"
+    return (f"Truth check (simulated: chip_effect {truth.get('chip_effect')}, library_shift "
+            f"{truth.get('library_shift')}): the simulator put {'a' if has_effect else 'no'} chip signal in, so the "
+            f"correct answer is '{expected}'; the verdict '{overall}' {agrees} it.")
+
+
+def _mitigation_notes(tradeoff: pd.DataFrame, mitigation: pd.DataFrame, harmony: dict[str, Any] | None) -> list[str]:
+    notes = []
+    biology = biology_measure(tradeoff)
+    by_label = tradeoff.set_index("label")
+    ae_excess = float(by_label.loc["AE"].leakage_excess) if "AE" in by_label.index else float("nan")
+    if len(mitigation) and ae_excess < 0.2:
+        notes.append(f"The plain AE leaks too little (|AUC − 0.5| = {ae_excess:.3f}) for a mitigation to cut it by "
+                     "0.2: the mitigation bar does not apply to this run.")
+    elif len(mitigation):
+        met = mitigation[mitigation.meets_goal]
+        if len(met):
+            notes.append(f"Mitigations that cut leakage |AUC − 0.5| by ≥ 0.2 versus the plain AE and keep "
+                         f"{biology} within 0.05: " + ", ".join(
+                             f"{r.label} (AUC {r.leakage_auc:.3f}, {biology} {r.biology:.3f})"
+                             for r in met.itertuples()) + ".")
+        else:
+            ae = by_label.loc["AE"]
+            notes.append(f"No mitigation met the bar (plain AE: leakage AUC {ae.leakage_auc:.3f}); the largest "
+                         "cuts in |AUC − 0.5|: " + ", ".join(
+                             f"{r.label} AUC {r.leakage_auc:.3f} ({biology} {r.biology:.3f})"
+                             for r in mitigation.nlargest(2, "excess_drop_vs_ae").itertuples()) + ".")
+    else:
+        notes.append("No mitigation was trained in this run (mitigations is empty).")
+    for name in ("combat", "harmony"):
+        if name in by_label.index and "PCA" in by_label.index:
+            row, pca = by_label.loc[name], by_label.loc["PCA"]
+            text = (f"{name}: leakage AUC {row.leakage_auc:.3f} (CI {row.leakage_auc_low:.3f}–"
+                    f"{row.leakage_auc_high:.3f}) against PCA's {pca.leakage_auc:.3f}, {biology} "
+                    f"{row[biology]:.3f} against {pca[biology]:.3f}; it saw every cell's chip label")
+            if name == "harmony" and harmony:
+                text += (f"; harmonypy ran {harmony['iterations']} of at most {harmony['max_iter']} iterations "
+                         f"(theta {harmony['theta']:g}" + ("" if harmony["converged"] else ", not converged") + ")")
+            notes.append(text + ".")
+    return notes
 
 
 def write_outputs(params: H2Params, *, metrics: dict[str, Any], tables: dict[str, pd.DataFrame],
@@ -351,7 +615,8 @@ def write_outputs(params: H2Params, *, metrics: dict[str, Any], tables: dict[str
 
 
 def summary_metrics(leakage: pd.DataFrame, tradeoff: pd.DataFrame, verdict: pd.DataFrame,
-                    scib_table: pd.DataFrame, *, seconds: float) -> dict[str, Any]:
+                    scib_table: pd.DataFrame, *, seconds: float, extra: dict[str, Any] | None = None
+                    ) -> dict[str, Any]:
     """The headline numbers for metrics.json: linear-probe leakage, trade-off points, the verdict."""
     linear = leakage[leakage.probe == "linear"]
     headline = {
@@ -366,11 +631,13 @@ def summary_metrics(leakage: pd.DataFrame, tradeoff: pd.DataFrame, verdict: pd.D
         "tradeoff": tradeoff.to_dict(orient="records"),
         # one scalar per method (held-out split), so a sweep's table has leakage_auc.<method> columns
         "leakage_auc": by_label["leakage_auc"].to_dict(),
-        "biology_accuracy": by_label["biology_accuracy"].to_dict(),
+        **{column: by_label[column].to_dict() for column in ("biology_accuracy", "knn_agreement")
+           if column in by_label},
         "mitigation_goal_met": bool(verdict.meets_goal.any()),
         "best_mitigation": best.to_dict(orient="records")[0] if len(best) else None,
         "scib": scib_table.to_dict(orient="records"),
         "seconds": seconds,
+        **(extra or {}),
     }
 
 
