@@ -53,7 +53,7 @@ full:
 	$(MAKE) run PRESET=full
 
 test: setup
-	$(VENV)/bin/pytest tests
+	$(VENV)/bin/pytest tests --durations=15
 	$(VENV)/bin/pytest --nbval-lax --nbval-current-env -p no:cacheprovider notebooks
 
 # Re-execute the committed notebooks at the quick preset (what nbval compares against).

@@ -105,7 +105,7 @@ def test_a_run_without_biology_column_uses_knn_agreement_and_says_so(tmp_path):
     assert "biology_accuracy" not in tradeoff and h2.biology_measure(tradeoff) == "knn_agreement"
     verdict = h2.mitigation_verdict(tradeoff)
     assert set(verdict.biology_measure) == {"knn_agreement"}
-    plots.tradeoff(tradeoff, biology=h2.biology_measure(tradeoff)).to_dict()
+    plots.tradeoff(tradeoff, biology=h2.biology_measure(tradeoff)).to_dict(format="vega")  # VegaFusion prepares the data
     scib_rows = h2.batch_metric_table(adata, {"PCA": reference["PCA"]}, params)
     assert np.isfinite(scib_rows.batch_asw.iloc[0])
     leakage, _ = h2.leakage_table(adata, reference, splits, params)

@@ -146,7 +146,7 @@ def test_gate_explorer_updates_without_a_browser(trained, setup):
         explorer.update("nope")
     box = explorer.widget()
     assert len(box.children) == 3
-    explorer.chart(sparse).to_dict()
+    explorer.chart(sparse).to_dict(format="vega")  # VegaFusion prepares the data
 
 
 def test_gate_explorer_refuses_an_ungated_model(setup):

@@ -10,6 +10,7 @@ import json
 import math
 from pathlib import Path
 
+import altair as alt
 import nbformat
 import numpy as np
 import pandas as pd
@@ -20,6 +21,12 @@ from latentlab.plots import sweep as sweep_plots
 from latentlab.studies import h2, recon, setvae, sfmn
 
 ROOT = Path(__file__).parents[1]
+
+
+def vega_lite(chart: alt.TopLevelMixin) -> dict:
+    """The chart's Vega-Lite spec as written (VegaFusion, enabled for rendering, only compiles to Vega)."""
+    with alt.data_transformers.enable("default"):
+        return chart.to_dict()
 FIXTURES = Path(__file__).parent / "fixtures" / "sweeps"
 
 
@@ -118,7 +125,7 @@ def test_unstack_metrics_turns_per_model_columns_into_rows():
 @pytest.mark.parametrize("by", [["param.arms", "param.gammas"], ["param.gammas"], ["param.arms"], []])
 def test_summary_chart_has_a_panel_per_metric(by):
     summary = sweep.summarise(hand_table(), by=by)
-    spec = sweep_plots.summary_chart(summary).to_dict()
+    spec = vega_lite(sweep_plots.summary_chart(summary))
     assert spec["facet"]["field"] == "metric" and len(spec["spec"]["layer"]) >= 2
     assert "Sweep summary" in str(spec["title"])
 
@@ -235,7 +242,7 @@ def test_study3_sweep_reads_as_arms_by_gamma_with_f1_over_seeds():
     assert c25["mean"] == pytest.approx(raw.mean()) and c25["sd"] == pytest.approx(raw.std(ddof=1))
     table = recon.sweep_table(summary)
     assert list(table.columns) == ["arm", "γ", "rare F1", "common F1", "overall F1", "seeds"] and len(table) == 4
-    assert sweep_plots.summary_chart(summary, x="arm", color="gamma").to_dict()["facet"]["field"] == "metric"
+    assert vega_lite(sweep_plots.summary_chart(summary, x="arm", color="gamma"))["facet"]["field"] == "metric"
 
 
 def test_study3_sweep_without_run_columns_says_what_is_needed():
@@ -317,4 +324,4 @@ def test_notebook_section_reads_a_sweep_and_skips_without_one(notebook, capsys):
             exec(compile(source, notebook, "exec"), namespace)  # noqa: S102 - the notebook's own cells
         assert expect in capsys.readouterr().out
     table, chart = shown
-    assert isinstance(table, pd.DataFrame) and len(table) and chart.to_dict()["facet"]["field"] == "metric"
+    assert isinstance(table, pd.DataFrame) and len(table) and vega_lite(chart)["facet"]["field"] == "metric"
