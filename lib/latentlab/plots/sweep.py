@@ -4,6 +4,9 @@
 other axes (joined into one label when there are several), a point at the mean and a rule
 spanning ± 1 sd (no rule with a single seed). A numeric axis is drawn on a quantitative scale
 with the means joined by a line; a categorical one side by side (``xOffset``).
+
+This module reads the summary's columns itself and never imports ``latentlab.sweep``: the sweep
+draws its summary with this chart, so an import back would be a circle.
 """
 
 from __future__ import annotations
@@ -11,11 +14,16 @@ from __future__ import annotations
 import altair as alt
 import pandas as pd
 
-from latentlab.sweep import summary_axes
-
 from . import enable_offline_rendering
 
 enable_offline_rendering()
+
+STAT_COLUMNS = ("metric", "mean", "sd", "n")  # the long frame ``latentlab.sweep.summarise`` returns
+
+
+def summary_axes(summary: pd.DataFrame) -> list[str]:
+    """The grid axes of a summary: every column that is not one of its statistics."""
+    return [c for c in summary.columns if c not in STAT_COLUMNS]
 
 
 def summary_chart(summary: pd.DataFrame, *, x: str | None = None, color: str | None = None,
