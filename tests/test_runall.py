@@ -54,11 +54,11 @@ def test_a_failing_study_does_not_stop_the_others(four_studies, monkeypatch):
 
     page = (runs / "index.html").read_text()
     assert "4 studies (1 failed: sfmn)" in page
-    assert "sfmn — <span class=\"failed\">FAILED</span>" in page
+    assert '<h2 id="sfmn">Study 2 · SFMN' in page and '— <span class="failed">FAILED</span></h2>' in page
     assert "ValueError: a chart refused 12760 rows" in page and "in cell In [3]" in page
     assert runall.os.environ["OMP_NUM_THREADS"] == str(max(1, (runall.os.cpu_count() or 1) // 2))
-    assert page.index("h2_leakage") < page.index("sfmn —") < page.index("recon_ablation") < page.index(
-        "setvae_collapse")  # README order, not folder order
+    assert page.index('<h2 id="h2_leakage">') < page.index('<h2 id="sfmn">') < page.index(
+        '<h2 id="recon_ablation">') < page.index('<h2 id="setvae_collapse">')  # README order, not folder order
 
 
 def test_the_job_exits_non_zero_naming_the_failed_study(four_studies, capsys):
