@@ -23,7 +23,7 @@ def test_studies_in_readme_order_with_title_question_and_headline(tmp_path):
         assert html.escape(study.question) in section
         headline = re.search(r'<p class="headline">(.*?)</p>', section).group(1)
         assert HEADLINE_NUMBERS[study.directory] in headline
-    assert "4 studies, 1 sweeps" in page
+    assert "4 studies, 1 sweep ·" in page
 
 
 def test_headlines_are_computed_from_the_numbers():
@@ -57,12 +57,14 @@ def test_a_run_missing_a_number_falls_back_to_its_first_conclusion():
 
 def test_tables_are_rounded_and_empty_spread_columns_left_out_with_a_note():
     frame = pd.DataFrame({"model": ["a", "b"], "auc": [0.912345, 0.5], "auc_sd": [np.nan, np.nan],
-                          "seconds": [1234.5, 7.25], "epochs": [3.0, 12.0], "ok": [True, False]})
+                          "seconds": [1234.5, 7.25], "epochs": [3.0, 12.0], "gamma": [2.5, 5.0],
+                          "ok": [True, False]})
     shown, notes, numeric = report.readable_table(frame)
-    assert list(shown.columns) == ["model", "auc", "seconds", "epochs", "ok"]
+    assert list(shown.columns) == ["model", "auc", "seconds", "epochs", "gamma", "ok"]
     assert list(shown["auc"]) == ["0.912", "0.500"] and list(shown["seconds"]) == ["1,234", "7"]
     assert list(shown["epochs"]) == ["3", "12"] and list(shown["ok"]) == ["yes", "no"]
-    assert numeric == ["auc", "seconds", "epochs"]
+    assert list(shown["gamma"]) == ["2.5", "5.0"]
+    assert numeric == ["auc", "seconds", "epochs", "gamma"]
     assert notes == ["1 column without values left out (a spread needs at least two seeds): auc_sd"]
 
 

@@ -178,15 +178,19 @@ NUMBER_TEXT = r"—|[-+−]?[\d.,]+(e[-+]?\d+)?%?( ± [\d.,]+(e[-+]?\d+)?%?)?"
 
 def _column_format(values: pd.Series) -> Callable[[float], str]:
     """One rounding for a whole numeric column, so its numbers line up: whole numbers plain,
-    three decimals when the column's values are below 10, one below 1,000, none above."""
+    at most three decimals when the column's values are below 10, one below 1,000, none above."""
     finite = values[values.map(math.isfinite)]
     if finite.empty or (finite == finite.round()).all() and finite.abs().max() < 1e15:
         return lambda v: f"{int(v):,}" if abs(v) >= 10_000 else str(int(v))
     largest = finite.abs().max()
     if largest < 0.001:
         return lambda v: f"{v:.2e}"
-    spec = ".3f" if largest < 10 else ".1f" if largest < 1000 else ",.0f"
-    return lambda v: format(v, spec)
+    if largest >= 1000:
+        return lambda v: f"{v:,.0f}"
+    most = 3 if largest < 10 else 1
+    # no more decimals than the column's values have (γ 2.5 and 5 read "2.5", "5.0", not "2.500")
+    decimals = next(d for d in range(1, most + 1) if d == most or (finite.round(d) == finite).all())
+    return lambda v: f"{v:.{decimals}f}"
 
 
 def _missing(value: Any) -> bool:
@@ -222,9 +226,15 @@ def readable_table(frame: pd.DataFrame) -> tuple[pd.DataFrame, list[str], list[s
     return shown, notes, numeric
 
 
+LABEL_CHARS = 40  # a text column no longer than this holds labels: kept on one line
+
+
 def _table_markup(shown: pd.DataFrame, numeric: list[str]) -> str:
-    """A plain HTML table: numeric columns right-aligned on one line, text columns left and wrapping."""
-    kinds = ["num" if c in numeric else "text" for c in shown.columns]
+    """A plain HTML table: labels on one line, numbers right-aligned, prose left and wrapping; columns
+    stay in the study's order (the first one stays in view while a wide table scrolls)."""
+    longest = {c: shown[c].str.len().max() if c not in numeric else 0 for c in shown.columns}
+    labels = [c for c in shown.columns if c not in numeric and longest[c] <= LABEL_CHARS]
+    kinds = ["label" if c in labels else "num" if c in numeric else "text" for c in shown.columns]
     head = "".join(f'<th class="{k}">{html.escape(str(c))}</th>' for c, k in zip(shown.columns, kinds, strict=True))
     rows = "".join("<tr>" + "".join(f'<td class="{k}">{html.escape(str(v))}</td>'
                                     for v, k in zip(row, kinds, strict=True)) + "</tr>"
@@ -467,12 +477,19 @@ table.data { overflow-wrap: normal; }
 table.data th { background: var(--soft); white-space: nowrap; font-weight: 600; }
 table.data th, table.data td { padding: 3px 10px; border-bottom: 1px solid #eaeef2; vertical-align: top; }
 table.data .num { text-align: right; white-space: nowrap; }
+table.data .label { text-align: left; white-space: nowrap; }
 table.data .text { text-align: left; }
-table.data td.text { min-width: 6rem; max-width: 30rem; }
+table.data td.text { min-width: 14rem; max-width: 32rem; }
+table.data tr > :first-child { position: sticky; left: 0; background: #fff; box-shadow: 1px 0 0 #eaeef2; }
+table.data thead tr > :first-child { background: var(--soft); }
 table.data tr:hover td { background: #fafbfc; }
 pre { white-space: pre-wrap; background: var(--soft); padding: .6rem; border-radius: 4px; font-size: .8rem; }
 .failed { color: var(--bad); } pre.failed { background: #fdecee; }
 """
+
+
+def _count(n: int, one: str, many: str = "") -> str:
+    return f"{n} {one if n == 1 else many or one + 's'}"
 
 
 def build_index(runs: str | Path = "runs") -> Path:
@@ -492,7 +509,7 @@ def build_index(runs: str | Path = "runs") -> Path:
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
 <title>latentlab run report</title><style>{STYLE}</style></head><body>
 <h1>latentlab — run report</h1>
-<p class="meta">{len(studies)} studies{failed_note}, {len(sweeps)} sweeps · built {built}. Each study: the question,
+<p class="meta">{_count(len(studies), "study", "studies")}{failed_note}, {_count(len(sweeps), "sweep")} · built {built}. Each study: the question,
 this run's answer, the key chart, the notebook's conclusions, its tables and the executed notebook.</p>
 {_contents(studies, sweeps)}
 {body}
