@@ -89,6 +89,13 @@ def test_notebook_rendered_as_html_that_needs_no_network(tmp_path):
     assert "AUC 0.881" in rendered and "data:image/png;base64," in rendered
     assert not re.search(r"<script[^>]+src=|<link[^>]+href=\"?https?:|import\(\"https?:", rendered)
     assert "VBox(children=(FloatSlider" in rendered  # a widget shows its text, not an empty box
+    assert "<math" in rendered and "\\|g_c" not in rendered  # TeX drawn as MathML, not left raw
+
+
+def test_tex_in_markdown_becomes_mathml_but_code_and_prices_stay():
+    text = report.math_to_mathml("gate $\\|g_c\\|_1 = 1$, `echo $HOME$x` costs $5 and $10\n$$a^2$$")
+    assert text.count("<math") == 2 and 'display="block"' in text
+    assert "`echo $HOME$x`" in text and "costs $5 and $10" in text
 
 
 def test_a_stale_notebook_rendering_is_redone(tmp_path):

@@ -96,6 +96,8 @@ def test_notebook_rendering_opens_offline_with_its_outputs(browser, tmp_path):
     page, remote = open_page(browser, runs / "sfmn" / "02_sfmn.html")
     page.screenshot(path=str(SHOTS / "notebook_sfmn.png"), full_page=True)
     assert "AUC 0.881" in page.inner_text("body")
+    formula = page.locator("math").first  # TeX drawn by the browser itself (MathML), no MathJax
+    assert formula.is_visible() and formula.bounding_box()["width"] > 20
     assert page.evaluate("document.images.length") == 1 and broken_images(page) == []
     width, window = overflow(page)
     assert width <= window

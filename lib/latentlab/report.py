@@ -277,13 +277,32 @@ OFFLINE_TEMPLATE = """{%- extends 'lab/index.html.j2' -%}
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 
 
+# code spans and fences are left alone; then $$display$$ and $inline$ math (no space inside the dollars)
+_CODE = re.compile(r"(```.*?```|`[^`\n]*`)", re.S)
+_MATH = re.compile(r"\$\$(.+?)\$\$|(?<![\\$\w])\$(?!\s)([^$\n]+?)(?<!\s)\$(?![\w$])", re.S)
+
+
+def math_to_mathml(markdown: str) -> str:
+    """Markdown with its TeX math replaced by MathML; a formula latex2mathml cannot read stays as typed."""
+    from latex2mathml.converter import convert
+
+    def one(match: re.Match) -> str:
+        display, tex = (True, match.group(1)) if match.group(1) is not None else (False, match.group(2))
+        try:
+            return convert(tex.strip(), display="block" if display else "inline")
+        except Exception:  # noqa: BLE001 — any parser failure: show the TeX rather than lose the text
+            return match.group(0)
+
+    return "".join(part if i % 2 else _MATH.sub(one, part) for i, part in enumerate(_CODE.split(markdown)))
+
+
 def notebook_html(notebook: Path) -> Path:
     """``<notebook>.html`` beside the executed notebook, readable offline.
 
     nbconvert's lab template loads require.js, MathJax, mermaid and the widget manager from CDNs;
     none is needed to read a static notebook, so this template drops them (its CSS is inline).
     Widget outputs would render as empty boxes without the manager, so their text fallback is
-    shown. LaTeX in markdown stays as typed (no MathJax offline).
+    shown. LaTeX in markdown (``$…$``, ``$$…$$``) becomes MathML, which browsers draw natively.
     """
     import jinja2
     import nbformat
@@ -292,6 +311,8 @@ def notebook_html(notebook: Path) -> Path:
     nb = nbformat.read(notebook, as_version=4)
     nb.metadata.pop("widgets", None)
     for cell in nb.cells:
+        if cell.cell_type == "markdown":
+            cell.source = math_to_mathml(cell.source)
         for output in cell.get("outputs", []):
             if WIDGET_VIEW in output.get("data", {}) and len(output["data"]) > 1:
                 del output["data"][WIDGET_VIEW]
