@@ -131,3 +131,11 @@ def test_index_includes_finished_sweeps(tmp_path):
     page = report.build_index(write_synthetic_runs(tmp_path)).read_text()
     assert "sweep: setvae_ablation" in page and "1/2 points complete" in page
     assert "0.712 ± 0.031" in page and 'src="sweeps/setvae_ablation/summary.png"' in page
+
+
+def test_an_unreadable_metrics_file_is_named_and_the_other_studies_still_show(tmp_path):
+    runs = write_synthetic_runs(tmp_path)
+    (runs / "recon_ablation" / "metrics.json").write_text('{"conclusions": [')
+    page = report.build_index(runs).read_text()
+    assert "recon_ablation/metrics.json: Expecting value: line 1" in page
+    assert page.count('<p class="headline">') == 3

@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import html
 import json
+import logging
 import math
 import re
 from collections.abc import Callable
@@ -316,7 +317,9 @@ def notebook_html(notebook: Path) -> Path:
         for output in cell.get("outputs", []):
             if WIDGET_VIEW in output.get("data", {}) and len(output["data"]) > 1:
                 del output["data"][WIDGET_VIEW]
-    exporter = HTMLExporter(template_name="lab", template_file="latentlab_offline.html.j2",
+    quiet = logging.getLogger("latentlab.report.nbconvert")  # not "alt text is missing" once per chart
+    quiet.setLevel(logging.ERROR)
+    exporter = HTMLExporter(template_name="lab", template_file="latentlab_offline.html.j2", log=quiet,
                             extra_loaders=[jinja2.DictLoader({"latentlab_offline.html.j2": OFFLINE_TEMPLATE})])
     body, _ = exporter.from_notebook_node(nb, resources={"metadata": {"name": notebook.stem}})
     return io.atomic_write(notebook.with_suffix(".html"), lambda p: p.write_text(body, encoding="utf-8"))
@@ -398,7 +401,11 @@ def study_section(directory: Path) -> str:
     if status is not None and not status["ok"]:
         return failed_section(directory, status)
     study = study_for(directory)
-    metrics = json.loads((directory / "metrics.json").read_text())
+    try:
+        metrics = json.loads((directory / "metrics.json").read_text())
+    except (OSError, ValueError) as exc:  # one unreadable study must not cost the others their report
+        return (_heading(study, directory.name, ' — <span class="failed">metrics.json unreadable</span>')
+                + f'<pre class="failed">{html.escape(f"{directory.name}/metrics.json: {exc}")}</pre>')
     parts = [_heading(study, directory.name), f'<p class="headline">{headline(study, metrics)}</p>',
              _run_line(directory, metrics, status)]
     charts = sorted(directory.glob("*.png"))
