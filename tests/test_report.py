@@ -78,7 +78,8 @@ def test_wide_tables_scroll_in_their_box_and_long_ones_are_collapsed_and_cut(tmp
     assert long.startswith('<details class="table"><summary>long <span class="dim">300 rows × 2 columns')
     assert "first 200 of 300 rows shown" in long
     assert long.count("<tr>") == 201  # header + 200 rows
-    assert "<h4>history" not in page and "history <span" not in page  # per-epoch logs stay out
+    assert "<h4>history" not in page and "history <span" not in page  # per-epoch logs: a link, not a table
+    assert 'Logs: <a href="recon_ablation/history.csv">history.csv</a>' in page
 
 
 def test_notebook_rendered_as_html_that_needs_no_network(tmp_path):

@@ -428,6 +428,11 @@ def study_section(directory: Path) -> str:
     links = _notebook_links(directory)
     if links:
         parts.append(f'<p class="meta">Executed notebook: {links}</p>')
+    logs = [csv for csv in sorted(directory.glob("*.csv")) if csv.stem in SKIP_TABLES]
+    if logs:
+        parts.append('<p class="meta">Logs: ' + " · ".join(
+            f'<a href="{directory.name}/{csv.name}">{html.escape(csv.name)}</a>' for csv in logs)
+            + " (per-epoch losses and monitors)</p>")
     parts.append("<details><summary>Parameters</summary><pre>"
                  f"{html.escape(json.dumps(metrics.get('params', {}), indent=2))}</pre></details>")
     return "\n".join(parts)
