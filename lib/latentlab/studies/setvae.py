@@ -360,12 +360,13 @@ def make_optimizer(cfg: RunConfig, lr: float):
 
     def build(objective: SetVAEObjective) -> torch.optim.Optimizer:
         groups = objective.model.module_groups()
+        # fused: one kernel per step instead of ~10 small ops per parameter tensor (same update rule)
         if cfg.optimiser == "adam":
-            return torch.optim.Adam(objective.parameters(), lr=lr)
+            return torch.optim.Adam(objective.parameters(), lr=lr, fused=True)
         return torch.optim.AdamW(
             [{"params": groups["setvae"], "lr": lr * cfg.setvae_lr_scale},
              {"params": groups["transformer"] + groups["head"], "lr": lr}],
-            lr=lr, weight_decay=cfg.weight_decay,
+            lr=lr, weight_decay=cfg.weight_decay, fused=True,
         )
 
     return build
@@ -393,7 +394,7 @@ def staging(cfg: RunConfig, epochs: int):
     return on_epoch_start
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def collect(objective: SetVAEObjective, tensors: dict, rows: np.ndarray, batch_size: int = 256) -> dict:
     """Posterior parameters per level over valid steps, Z and H, and the stay logits (eval mode)."""
     model = objective.model
@@ -417,8 +418,8 @@ def collect(objective: SetVAEObjective, tensors: dict, rows: np.ndarray, batch_s
             "logit": np.concatenate(logits), "logit_24h": np.concatenate(logits24)}
 
 
-def level_diagnostics(collected: dict, seed: int = 0) -> list[dg.LevelStats]:
-    return [dg.level_stats(i + 1, lv["mu_q"], lv["lv_q"], lv["mu_p"], lv["lv_p"], seed=seed)
+def level_diagnostics(collected: dict, seed: int = 0, mi: bool = True) -> list[dg.LevelStats]:
+    return [dg.level_stats(i + 1, lv["mu_q"], lv["lv_q"], lv["mu_p"], lv["lv_p"], seed=seed, mi=mi)
             for i, lv in enumerate(collected["levels"])]
 
 
@@ -442,7 +443,7 @@ class EpochMonitor:
 
     def __call__(self, objective: SetVAEObjective, epoch: int) -> dict[str, float]:
         col = collect(objective, self.tensors, self.rows)
-        stats = level_diagnostics(col)
+        stats = level_diagnostics(col, mi=False)  # the row below reports no MI: skip its O(N²) estimate
         rng = np.random.default_rng(epoch)
         pick = rng.choice(len(col["z"]), min(self.n_points, len(col["z"])), replace=False)
         z, h = col["z"][pick], col["h"][pick]
