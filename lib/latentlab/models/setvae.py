@@ -196,12 +196,15 @@ class SetEncoder(nn.Module):
         e = self.elem_norm(self.var_emb(var) + self.val_mlp(x) + x * self.val_dir(var))
         return self.input_dropout(e)
 
-    def forward(self, var: torch.Tensor, val: torch.Tensor, pad: torch.Tensor, sample: bool) -> list[LevelPosterior]:
+    def forward(self, var: torch.Tensor, val: torch.Tensor, pad: torch.Tensor, sample: bool, *,
+                packed: bool = True) -> list[LevelPosterior]:
         """var/val/pad: (S, K) for S non-empty sets; returns one LevelPosterior per level.
 
-        The elements travel as packed valid rows (``PackedRows``); padding never enters a layer."""
-        rows = PackedRows(~pad)
-        h = self.embed(rows.rows(var), rows.rows(val))
+        The elements travel as packed valid rows (``PackedRows``): padding never enters a layer.
+        ``packed=False`` runs every layer on the padded (S, K) layout instead — the same numbers,
+        kept as the reference ``benchmarks/setvae.py`` times against."""
+        rows = PackedRows(~pad) if packed else None
+        h = self.embed(rows.rows(var), rows.rows(val)) if rows is not None else self.embed(var, val)
         levels: list[LevelPosterior] = []
         z_prev = None
         for i, (isab, pool, post) in enumerate(zip(self.isabs, self.pools, self.posteriors, strict=True)):
