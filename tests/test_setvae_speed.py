@@ -90,3 +90,15 @@ def test_level_stats_without_mi_keeps_every_other_number():
     full, fast = dg.level_stats(1, *args), dg.level_stats(1, *args, mi=False)
     assert math.isnan(fast.mi) and math.isfinite(full.mi)
     assert (full.active, full.kl, full.mean_sigma, full.kl_per_dim) == (fast.active, fast.kl, fast.mean_sigma, fast.kl_per_dim)
+
+
+def test_rerun_into_the_same_output_dir_never_reads_an_earlier_simulation(tmp_path):
+    """The simulated stays are written to output_dir/data and read back: a second run with fewer stays or
+    another seed must read only its own (it used to find the first run's extra files and stop)."""
+    from latentlab.studies import setvae as S
+
+    first = S.load(S.SetVAEParams.from_preset("quick", output_dir=str(tmp_path), n_stays=60, seed=0))
+    second = S.load(S.SetVAEParams.from_preset("quick", output_dir=str(tmp_path), n_stays=50, seed=1))
+    assert len(first.labels) == 60 and len(second.labels) == 50
+    fresh = S.load(S.SetVAEParams.from_preset("quick", output_dir=str(tmp_path / "fresh"), n_stays=50, seed=1))
+    assert second.obs.equals(fresh.obs) and second.labels.equals(fresh.labels)

@@ -211,6 +211,8 @@ def load(params: SetVAEParams) -> clinical.ClinicalData:
     """Simulated stays (written as PhysioNet-2012 files and read back), or the user's data."""
     if params.data == "simulated":
         sim = clinical.simulate_stays(clinical.StaySimulation(n_stays=params.n_stays, seed=params.seed))
+        for stale in (params.output_path / "data" / "set-a").glob("*.txt"):
+            stale.unlink()  # an earlier simulation's stays (another n_stays or seed) must never be read back
         outcomes = clinical.write_physionet(sim, params.output_path / "data" / "set-a")
         data = clinical.load_physionet(params.output_path / "data" / "set-a", outcomes, variables=clinical.SIM_VARIABLES)
         data.truth = sim.truth
