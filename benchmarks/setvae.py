@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import math
 import multiprocessing
 import time
 
@@ -19,6 +20,7 @@ import pandas as pd
 import torch
 from memory import PeakSampler  # benchmarks/memory.py (this directory is on sys.path)
 
+from latentlab import diagnostics as dg
 from latentlab import train
 from latentlab.data import clinical
 from latentlab.studies import setvae as S
@@ -68,6 +70,69 @@ def measure(label: str, preset: str, overrides: dict, steps: int) -> dict:
     }
 
 
+def _mi_direct(mu: np.ndarray, logvar: np.ndarray, seed: int = 0) -> float:
+    """The mutual-information estimate as it was before issue 15: an (N, N, D) difference tensor."""
+    mu_t, lv_t = torch.as_tensor(mu, dtype=torch.float64), torch.as_tensor(logvar, dtype=torch.float64)
+    n, d = mu_t.shape
+    gen = torch.Generator().manual_seed(seed)
+    z = mu_t + torch.randn(n, d, generator=gen, dtype=torch.float64) * (0.5 * lv_t).exp()
+    log2pi = math.log(2 * math.pi)
+    neg_entropy = (-0.5 * d * log2pi - 0.5 * (1 + lv_t).sum(-1)).mean()
+    dev = z[:, None, :] - mu_t[None]
+    log_density = -0.5 * ((dev**2) / lv_t.exp()[None]).sum(-1) - 0.5 * (d * log2pi + lv_t.sum(-1))[None]
+    return float(neg_entropy - (torch.logsumexp(log_density, dim=1) - math.log(n)).mean())
+
+
+def _interleaved(fns: dict, repeats: int) -> dict[str, float]:
+    """Median seconds per call of each function, calls interleaved (load drifts hit all alike)."""
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t0)
+    return {k: float(np.median(v)) for k, v in times.items()}
+
+
+def before_after(preset: str, repeats: int) -> pd.DataFrame:
+    """Old vs new of each Study 4 hot spot, on the same data, in this process: the set encoder on
+    padded vs packed elements (one training step's forward + backward, and an eval pass; the eval
+    outputs must agree), and the mutual information by (N, N, D) tensor vs matrix products."""
+    params = S.SetVAEParams.from_preset(preset, progress=False)
+    data = clinical.simulate_stays(clinical.StaySimulation(n_stays=params.n_stays, seed=0))
+    splits = S.make_splits(data, params)
+    prep = S.prepare(data, splits, params)
+    torch.manual_seed(0)
+    enc = S.build_model(S.AFTER, params, len(prep.scaler)).model.setvae
+    batch = S.batch_of(prep.tensors, splits.train[: params.batch_size])
+    valid = batch["step_mask"]
+    var, val, pad = batch["var"][valid], batch["val"][valid], ~batch["elem_mask"][valid]
+
+    def train_step(packed: bool):
+        enc.train()
+        levels = enc(var, val, pad, True, packed=packed)
+        sum(lv.z.sum() for lv in levels).backward()
+
+    def eval_pass(packed: bool):
+        enc.eval()
+        with torch.inference_mode():
+            return enc(var, val, pad, False, packed=packed)
+
+    same = max(float((a.mu_q - b.mu_q).abs().max()) for a, b in zip(eval_pass(False), eval_pass(True), strict=True))
+    rows = []
+    for what, fn in (("set encoder train step", train_step), ("set encoder eval pass", eval_pass)):
+        t = _interleaved({"old": lambda f=fn: f(False), "new": lambda f=fn: f(True)}, repeats)
+        rows.append({"stage": what, "old ms": 1e3 * t["old"], "new ms": 1e3 * t["new"], "old/new": t["old"] / t["new"],
+                     "note": f"{int((~pad).sum())} of {pad.numel()} padded slots hold an element; eval max |Δμ| {same:.1e}"})
+    rng = np.random.default_rng(0)
+    mu, lv = rng.normal(0, 1, (1000, params.latent_dims[0])), rng.uniform(-4, 1, (1000, params.latent_dims[0]))
+    t = _interleaved({"old": lambda: _mi_direct(mu, lv), "new": lambda: dg.mutual_information(mu, lv)}, repeats)
+    rows.append({"stage": "mutual information, 1000 points", "old ms": 1e3 * t["old"], "new ms": 1e3 * t["new"],
+                 "old/new": t["old"] / t["new"],
+                 "note": f"|Δ| {abs(_mi_direct(mu, lv) - dg.mutual_information(mu, lv)):.1e}; per-epoch monitor now skips it"})
+    return pd.DataFrame(rows)
+
+
 def measure_fresh(label: str, preset: str, overrides: dict, steps: int) -> dict:
     """``measure`` in a fresh process: in one process the allocator keeps the first size's freed heap,
     which hides the next size's peak (RSS never rises above what is already reserved)."""
@@ -84,6 +149,8 @@ def main() -> None:
     print(f"torch threads: {torch.get_num_threads()}")
     sizes = [("quick", "quick", {})] if args.quick else [("standard", "standard", {}), ("full", "full", {})]
     steps = 3 if args.quick else args.steps
+    print("\nIssue 15 hot spots, old vs new implementation on the same data (interleaved, median)")
+    print(before_after("quick" if args.quick else "standard", 3 if args.quick else 7).round(2).to_string(index=False))
     table = pd.DataFrame([measure_fresh(label, preset, ov, steps) for label, preset, ov in sizes])
     print("\nSetVAE ('after' configuration) throughput and peak process memory (RSS), one fresh process per size")
     print(table.round(2).to_string(index=False))

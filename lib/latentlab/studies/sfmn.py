@@ -473,14 +473,35 @@ def predict(model: torch.nn.Module, inputs: PairInputs, rows: np.ndarray, chunk:
     return np.concatenate(out) if out else np.zeros(0)
 
 
+def binary_auroc_aupr(y: np.ndarray, p: np.ndarray) -> tuple[float, float]:
+    """(AUROC, average precision) of scores ``p`` for 0/1 labels ``y`` with both classes present.
+
+    The same numbers as sklearn's ``roc_auc_score`` and ``average_precision_score`` (ties as one
+    threshold), in plain numpy: the monitors score every cell line every epoch, and sklearn's
+    input validation, not the arithmetic, was ~30 % of Study 2's run time.
+    """
+    y = np.asarray(y, dtype=bool)
+    order = np.argsort(-np.asarray(p, dtype=np.float64), kind="stable")
+    p_sorted, y_sorted = np.asarray(p, dtype=np.float64)[order], y[order]
+    last = np.r_[np.flatnonzero(np.diff(p_sorted)), len(p_sorted) - 1]  # end of each distinct score
+    tp = np.cumsum(y_sorted)[last].astype(np.float64)
+    fp = (last + 1) - tp
+    n_pos, n_neg = tp[-1], fp[-1]
+    tpr, fpr = np.r_[0.0, tp / n_pos], np.r_[0.0, fp / n_neg]
+    auroc = float(np.sum(np.diff(fpr) * (tpr[1:] + tpr[:-1]) / 2))
+    aupr = float(np.sum(np.diff(tpr) * (tp / (tp + fp))))
+    return auroc, aupr
+
+
 def per_cell_scores(y: np.ndarray, p: np.ndarray, cell: np.ndarray) -> dict[str, float]:
     """AUROC / AUPR averaged over cell lines (ranking is per cell line, as deployed)."""
     aupr, auroc = [], []
     for c in np.unique(cell):
         m = cell == c
         if 0 < y[m].sum() < m.sum():
-            aupr.append(average_precision_score(y[m], p[m]))
-            auroc.append(roc_auc_score(y[m], p[m]))
+            roc, ap = binary_auroc_aupr(y[m], p[m])
+            aupr.append(ap)
+            auroc.append(roc)
     return {"aupr": float(np.mean(aupr)) if aupr else math.nan, "auroc": float(np.mean(auroc)) if auroc else math.nan}
 
 
