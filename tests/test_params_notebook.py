@@ -131,16 +131,16 @@ def test_rerunning_the_reading_cell_after_the_whole_notebook_keeps_the_literals(
     parameters.source = (parameters.source.replace("output_dir = None", f"output_dir = {str(tmp_path / 'out')!r}")
                          .replace("epochs = None", "epochs = 1").replace("beagle = None", "beagle = False"))
     reading = next(i for i, c in enumerate(notebook.cells) if "from_namespace(globals())" in c.source)
-    show = new_code_cell("import json\nprint(json.dumps(params.to_dict(), sort_keys=True, default=str))")
+    cells = len(notebook.cells)
+    show = "import json\nprint(json.dumps(params.to_dict(), sort_keys=True, default=str))"
+    notebook.cells += [new_code_cell(show), new_code_cell("data, beagle = genotypes, beagle_run"),
+                       new_code_cell(notebook.cells[reading].source), new_code_cell(show)]
     client = NotebookClient(notebook, kernel_name="python3", timeout=900,
                             resources={"metadata": {"path": str(ROOT / "notebooks")}})
     with client.setup_kernel():
-        for index, cell in enumerate(notebook.cells):
-            client.execute_cell(cell, index)
-        before = stdout_of(client.execute_cell(show, len(notebook.cells)))
-        client.execute_cell(new_code_cell("data, beagle = genotypes, beagle_run"), len(notebook.cells) + 1)
-        client.execute_cell(notebook.cells[reading], reading)
-        after = stdout_of(client.execute_cell(show, len(notebook.cells) + 2))
+        for index in range(len(notebook.cells)):  # top to bottom, then: show, bind results, reread, show
+            client.execute_cell(notebook.cells[index], index)
+    before, after = stdout_of(notebook.cells[cells]), stdout_of(notebook.cells[cells + 3])
     read = json.loads(after)
     assert after == before
     assert read["data"] == "simulated" and read["beagle"] is False and read["epochs"] == 1
