@@ -57,10 +57,11 @@ test: setup
 	$(VENV)/bin/pytest --nbval-lax --nbval-current-env -p no:cacheprovider notebooks
 
 # Re-execute the committed notebooks in place at the quick preset (what nbval compares against), one at
-# a time, then bring each text twin (notebooks/NN_x.py, jupytext) in step with its executed .ipynb.
+# a time (papermill over an encrypted kernel connection), then bring each text twin (notebooks/NN_x.py,
+# jupytext) in step with its executed .ipynb.
 notebooks: setup
 	@for nb in $(NBS); do \
-	  $(VENV)/bin/papermill $$nb $$nb -k python3 --cwd notebooks || exit 1; \
+	  $(PY) -m latentlab.kernels $$nb --cwd notebooks || exit 1; \
 	  $(VENV)/bin/jupytext --quiet --sync $$nb || exit 1; \
 	done
 
