@@ -665,7 +665,9 @@ def grud_baseline(data: clinical.ClinicalData, prep: Prepared, params: SetVAEPar
     with contextlib.redirect_stdout(io.TextIOWrapper(io.BytesIO(), encoding="utf-8")):
         from pypots.classification import GRUD
         from pypots.utils.random import set_random_seed
-    logging.getLogger("PyPOTS running log").setLevel(logging.ERROR)  # its seed/saving_path INFO and WARNING lines
+    pypots_log = logging.getLogger("PyPOTS running log")  # GRUD(verbose=False) resets its level to WARNING
+    if not pypots_log.filters:  # its seed and saving_path INFO/WARNING lines on stderr
+        pypots_log.addFilter(lambda record: record.levelno >= logging.ERROR)
 
     set_random_seed(params.seed)
     grid = clinical.hourly_grid(data, prep.scaler)
