@@ -56,10 +56,13 @@ test: setup
 	$(VENV)/bin/pytest tests --durations=15
 	$(VENV)/bin/pytest --nbval-lax --nbval-current-env -p no:cacheprovider notebooks
 
-# Re-execute the committed notebooks at the quick preset (what nbval compares against).
+# Re-execute the committed notebooks in place at the quick preset (what nbval compares against), one at
+# a time (papermill over an encrypted kernel connection), then bring each text twin (notebooks/NN_x.py,
+# jupytext) in step with its executed .ipynb.
 notebooks: setup
 	@for nb in $(NBS); do \
-	  $(VENV)/bin/papermill $$nb $$nb -k python3 --cwd notebooks || exit 1; \
+	  $(PY) -m latentlab.kernels $$nb --cwd notebooks || exit 1; \
+	  $(VENV)/bin/jupytext --quiet --sync $$nb || exit 1; \
 	done
 
 # Papermill over a parameter grid on Dask: make sweep NOTEBOOK=notebooks/X.ipynb GRID=params/Y.yaml
@@ -68,6 +71,7 @@ sweep: setup
 	$(VENV)/bin/latentlab sweep $(NOTEBOOK) --grid $(GRID) $(if $(SCHEDULER),--scheduler $(SCHEDULER),)
 
 # Always behind a token (a fresh one each start, or LAB_TOKEN=...), even when a user's Jupyter config disables it.
+# Opening or saving notebooks/NN_x.ipynb or its .py twin keeps both in step (jupytext, jupytext.toml).
 lab: setup
 	$(VENV)/bin/latentlab lab --root $(CURDIR)
 

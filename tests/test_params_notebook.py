@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import ast
+import importlib
+import json
 import subprocess
 import sys
 from pathlib import Path
 
+import jupytext
 import nbformat
 import pytest
+from nbclient import NotebookClient
 from nbformat.v4 import new_code_cell, new_notebook
 
 ROOT = Path(__file__).parents[1]
@@ -82,3 +87,61 @@ def test_a_typo_fails_a_real_study_notebook(tmp_path, notebook, typo, nearest):
     assert result.returncode != 0
     assert f"unknown parameter(s) ['{typo}'] in papermill's injected parameters" in result.stderr
     assert f"did you mean '{nearest}'?" in result.stderr
+
+
+STUDY_PARAMS = {"01_h2_leakage": ("latentlab.studies.h2", "H2Params"),
+                "02_sfmn": ("latentlab.studies.sfmn", "SFMNParams"),
+                "03_recon_ablation": ("latentlab.studies.recon", "ReconParams"),
+                "04_setvae_collapse": ("latentlab.studies.setvae", "SetVAEParams")}
+
+
+def names_bound(source: str) -> set[str]:
+    """Every name a cell binds (assignments, loop/with/comprehension targets, imports)."""
+    bound: set[str] = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+            bound.add(node.id)
+        elif isinstance(node, ast.Import | ast.ImportFrom):
+            bound |= {(a.asname or a.name).split(".")[0] for a in node.names}
+    return bound
+
+
+@pytest.mark.parametrize("study", sorted(STUDY_PARAMS))
+def test_no_cell_binds_a_parameter_name(study):
+    """A result never shares a parameter's name (`data`, `beagle`, `ablation` were once both), so no
+    reading of the notebook's globals — by a user, nbval or papermill — can take one for the other."""
+    module, name = STUDY_PARAMS[study]
+    fields = set(getattr(importlib.import_module(module), name).field_names())
+    notebook = jupytext.read(ROOT / "notebooks" / f"{study}.py")
+    clashes = {number: sorted(names_bound(c.source) & fields) for number, c in enumerate(notebook.cells)
+               if c.cell_type == "code" and "parameters" not in c.metadata.get("tags", [])}
+    assert not {k: v for k, v in clashes.items() if v}
+
+
+def stdout_of(cell) -> str:
+    return "".join(o.get("text", "") for o in cell.outputs if o.get("name") == "stdout")
+
+
+def test_rerunning_the_reading_cell_after_the_whole_notebook_keeps_the_literals(tmp_path):
+    """Study 3 run top to bottom in one kernel (history stored, as in JupyterLab), then results bound to the
+    parameter names `data` and `beagle`, then the cell that reads the parameters run again: the
+    parameters are still the literals of the parameters cell, not the results."""
+    notebook = jupytext.read(ROOT / "notebooks" / "03_recon_ablation.py")
+    parameters = next(c for c in notebook.cells if "parameters" in c.metadata.get("tags", []))
+    parameters.source = (parameters.source.replace("output_dir = None", f"output_dir = {str(tmp_path / 'out')!r}")
+                         .replace("epochs = None", "epochs = 1").replace("beagle = None", "beagle = False"))
+    reading = next(i for i, c in enumerate(notebook.cells) if "from_namespace(globals())" in c.source)
+    cells = len(notebook.cells)
+    show = "import json\nprint(json.dumps(params.to_dict(), sort_keys=True, default=str))"
+    notebook.cells += [new_code_cell(show), new_code_cell("data, beagle = genotypes, beagle_run"),
+                       new_code_cell(notebook.cells[reading].source), new_code_cell(show)]
+    client = NotebookClient(notebook, kernel_name="python3", timeout=900,
+                            resources={"metadata": {"path": str(ROOT / "notebooks")}})
+    with client.setup_kernel():
+        for index in range(len(notebook.cells)):  # top to bottom, then: show, bind results, reread, show
+            client.execute_cell(notebook.cells[index], index)
+    before, after = stdout_of(notebook.cells[cells]), stdout_of(notebook.cells[cells + 3])
+    read = json.loads(after)
+    assert after == before
+    assert read["data"] == "simulated" and read["beagle"] is False and read["epochs"] == 1
+    assert read["output_dir"] == str(tmp_path / "out")

@@ -33,6 +33,7 @@ def run_notebook(tmp_path: Path, *args: str) -> tuple[dict, str]:
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-4000:]
     text = "\n".join("".join(o.get("text", "")) + "".join(o.get("data", {}).get("text/plain", ""))
+                     + "".join(o.get("data", {}).get("text/markdown", ""))  # the conclusions display as Markdown
                      for c in json.loads(out_nb.read_text())["cells"] for o in c.get("outputs", []))
     return json.loads((tmp_path / "run" / "metrics.json").read_text()), text
 

@@ -616,6 +616,8 @@ def read_beagle(path: Path, data: hp.ImputationData) -> tuple[np.ndarray, np.nda
     from cyvcf2 import VCF
 
     vcf = VCF(str(path))
+    # Beagle writes no ##contig line; declaring the panel's contig keeps htslib from warning on every read
+    vcf.add_to_header(f"##contig=<ID={data.panel.chrom}>")
     if list(vcf.samples) != data.truth.samples:
         raise hp.VcfError(f"{path}: samples differ from the targets")
     col = {p: i for i, p in enumerate(data.panel.positions)}

@@ -660,8 +660,17 @@ def baselines(data: clinical.ClinicalData, prep: Prepared, params: SetVAEParams)
 
 def grud_baseline(data: clinical.ClinicalData, prep: Prepared, params: SetVAEParams) -> dict[str, Any]:
     """PyPOTS 1.5 GRU-D on an hourly grid built from our arrays (GRU-D needs a grid; SetVAE does not)."""
-    from pypots.classification import GRUD
-    from pypots.utils.random import set_random_seed
+    import contextlib
+    import io
+    import logging
+
+    # ai4ts (a PyPOTS dependency) prints an ASCII banner on import and reads stdout's encoding to pick it
+    with contextlib.redirect_stdout(io.TextIOWrapper(io.BytesIO(), encoding="utf-8")):
+        from pypots.classification import GRUD
+        from pypots.utils.random import set_random_seed
+    pypots_log = logging.getLogger("PyPOTS running log")  # GRUD(verbose=False) resets its level to WARNING
+    if not pypots_log.filters:  # its seed and saving_path INFO/WARNING lines on stderr
+        pypots_log.addFilter(lambda record: record.levelno >= logging.ERROR)
 
     set_random_seed(params.seed)
     grid = clinical.hourly_grid(data, prep.scaler)
