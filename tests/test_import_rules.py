@@ -27,7 +27,7 @@ OWNER: dict[str, str] = {
     "latentlab": "core",
     "latentlab.train": "core", "latentlab.params": "core", "latentlab.io": "core",
     "latentlab.report": "core", "latentlab.cli": "core", "latentlab.sweep": "core",
-    "latentlab.runall": "core", "latentlab.plots": "core", "latentlab.plots.sweep": "core",
+    "latentlab.runall": "core", "latentlab.kernels": "core", "latentlab.plots": "core", "latentlab.plots.sweep": "core",
     "latentlab.data": "core", "latentlab.models": "core", "latentlab.losses": "core",
     "latentlab.studies": "core",  # the four empty/docstring-only package __init__ files
     # Study 1: scRNA-seq context leakage

@@ -24,6 +24,7 @@ from pathlib import Path
 import papermill as pm
 
 from latentlab import io
+from latentlab.kernels import EncryptedKernelManager
 from latentlab.params import project_root
 
 STUDIES: tuple[tuple[str, str], ...] = (
@@ -71,7 +72,7 @@ def run_study(notebook: str, study: str, *, preset: str, runs: Path, notebooks: 
         pm.execute_notebook(notebooks / f"{notebook}.ipynb", out_dir / f"{notebook}.ipynb",
                             parameters={"preset": preset, "output_dir": str(out_dir)},
                             kernel_name="python3", cwd=str(cwd), progress_bar=sys.stderr.isatty(),
-                            log_output=False)
+                            log_output=False, kernel_manager_class=EncryptedKernelManager)
     except Exception as exc:  # noqa: BLE001 — a study's failure is recorded; the next study still runs
         error, cell = _failure(exc)
     status = StudyRun(study=study, notebook=notebook, preset=preset, ok=not error,
