@@ -96,10 +96,12 @@ def main() -> None:
     parser.add_argument("--gamma", type=float, default=2.5)
     parser.add_argument("--train-threads", type=int, default=2, help="torch threads while training (bar: 2 cores)")
     parser.add_argument("--panels", default="standard,hard", help="which accuracy panels to run")
+    parser.add_argument("--depth", type=int, default=None, help="transformer depth (default: the preset's)")
     args = parser.parse_args()
     pd.set_option("display.width", 220)
     preset = "quick" if args.quick else "standard"
-    base = recon.ReconParams.from_preset(preset, progress=False, cache=False)
+    depth = {} if args.depth is None else {"depth": args.depth}
+    base = recon.ReconParams.from_preset(preset, progress=False, cache=False, **depth)
     size = (40, 10, 100_000) if args.quick else (None, None, 1_000_000)
     panels = {"standard": (size[0] or base.n_panel, size[1] or base.n_target, size[2], None),
               "hard": (size[0] or 500, size[1] or 100, size[2], 0.025)}
@@ -109,7 +111,7 @@ def main() -> None:
             n_panel, n_target, length, typed = panels[name]
             paths = panel_files(n_panel, n_target, length, typed, Path(tmp) / name)
             params = recon.ReconParams.from_preset(preset, progress=False, cache=False, data=str(Path(tmp) / name),
-                                                   output_dir=str(Path(tmp) / "out"))
+                                                   output_dir=str(Path(tmp) / "out"), **depth)
             r, b, run, prep = accuracy(name, paths, params, args.arm, args.gamma, args.train_threads)
             rows += r
             bars.append({**b, "train_seconds": run.metrics["seconds_total"], "epochs": run.metrics["epochs_run"],
