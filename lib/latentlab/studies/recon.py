@@ -75,8 +75,8 @@ class ReconParams(StudyParams):
         "quick": dict(output_dir="runs/quick/recon_ablation", n_panel=60, n_target=10, length_bp=150_000,
                       window=32, k=4, depth=2, d_model=24, epochs=3, patience=3, batch_size=32, n_seeds=1,
                       gamma_arms=["A", "C"], cache=False, progress=False),
-        "standard": dict(n_panel=200, n_target=40, epochs=6, patience=3, max_train_windows=1000,
-                         max_val_windows=400),
+        "standard": dict(n_panel=200, n_target=40, depth=2, epochs=6, patience=3, max_train_windows=1000,
+                         max_val_windows=400),  # depth 2: same ALT-F1 as 4 on both benchmark panels, 1.6× faster
         "full": dict(output_dir="runs/full/recon_ablation", n_panel=500, n_target=100, depth=8, d_model=64,
                      epochs=30, patience=6, n_seeds=5),
     }
