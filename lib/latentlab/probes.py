@@ -180,7 +180,6 @@ def _binary_bootstrap_scores(y, proba, classes, idx: np.ndarray, chunk: int = 64
     n = len(y)
     positive = y == classes[1]
     predicted_positive = proba[:, 1] > proba[:, 0]  # argmax, first class on ties, as ``score``
-    correct = predicted_positive == positive
     order = np.argsort(proba[:, 1], kind="stable")
     sorted_scores = proba[order, 1]
     starts = np.flatnonzero(np.r_[True, sorted_scores[1:] != sorted_scores[:-1]])
