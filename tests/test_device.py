@@ -134,3 +134,16 @@ def test_a_checkpoint_is_read_onto_the_cpu(tmp_path, monkeypatch):
     monkeypatch.setattr(torch, "load", spy)
     train.load_checkpoint(path)
     assert str(seen.get("map_location")) == "cpu"
+
+
+@pytest.mark.parametrize("module, params_class", [("h2", "H2Params"), ("sfmn", "SFMNParams"),
+                                                   ("recon", "ReconParams"), ("setvae", "SetVAEParams")])
+def test_every_study_takes_a_device_with_the_same_validation(monkeypatch, module, params_class):
+    import importlib
+
+    cls = getattr(importlib.import_module(f"latentlab.studies.{module}"), params_class)
+    _no_gpu(monkeypatch)
+    assert cls.from_preset("quick").device == "auto"
+    assert cls.from_preset("quick", device="cpu").device == "cpu"
+    with pytest.raises(ParameterError, match=rf"{params_class}\.device = 'cuda:1'.*available: \['cpu'\]"):
+        cls.from_preset("quick", device="cuda:1")

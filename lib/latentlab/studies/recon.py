@@ -68,6 +68,7 @@ class ReconParams(StudyParams):
     max_val_windows: int = 0  # 0 = every validation window (scored every epoch)
     cache: bool = True  # reuse finished (arm, γ, seed) runs of identical parameters: the ablation resumes
     beagle: bool = True
+    device: str = "auto"  # where models train: "auto" (CUDA when available, else CPU), "cpu", "cuda:1", "mps"
     progress: bool = True
     sweep_results: str = ""  # a sweep directory or its results.csv: the notebook's last section reads it
 
@@ -96,6 +97,8 @@ class ReconParams(StudyParams):
 
     def check(self) -> None:
         super().check()
+        problem = train.device_problem(self.device)
+        self.require(problem is None, "device", problem or "")
         self.require(self.n_panel >= 10, "n_panel", "must be >= 10")
         self.require(self.n_target >= 2, "n_target", "must be >= 2")
         self.require(self.length_bp >= 10_000, "length_bp", "must be >= 10,000")
@@ -354,8 +357,8 @@ def predict_windows(model: BertRagImputer, ws: WindowSet, af: np.ndarray, batch_
     probs = []
     for s in range(0, len(ws), batch_size):
         idx = np.arange(s, min(s + batch_size, len(ws)))
-        out = model(to_batch(ws, idx, af))
-        p = torch.stack([out[0].softmax(-1)[..., 1], out[1].softmax(-1)[..., 1]], dim=1).numpy()
+        out = model(train.to_device(to_batch(ws, idx, af), next(model.parameters()).device))
+        p = torch.stack([out[0].softmax(-1)[..., 1], out[1].softmax(-1)[..., 1]], dim=1).cpu().numpy()
         observed = ws.hap[idx] != hp.MASK
         p[observed] = ws.hap[idx][observed]
         probs.append(p)
@@ -496,7 +499,7 @@ def train_arm(prep: Prepared, params: ReconParams, arm: str, gamma: float, seed:
     batches = train.minibatches(len(prep.train), params.batch_size, seed)
     monitor_rng = np.random.default_rng(seed)
     probe_idx = np.sort(monitor_rng.choice(len(prep.train), min(64, len(prep.train)), replace=False))
-    probe = to_batch(prep.train, probe_idx, af)
+    probe = train.to_device(to_batch(prep.train, probe_idx, af), train.resolve_device(params.device))
     train_eval_idx = np.sort(monitor_rng.choice(len(prep.train), min(len(prep.val), len(prep.train)), replace=False))
     train_eval = _subset(prep.train, train_eval_idx)
 
@@ -518,7 +521,7 @@ def train_arm(prep: Prepared, params: ReconParams, arm: str, gamma: float, seed:
         validate=lambda obj: {"val_f1": window_f1(obj.model, prep.val, af),
                               "train_f1": window_f1(obj.model, train_eval, af)},
         monitors=monitors, early_stopping=train.EarlyStopping("val_f1", "max", params.patience),
-        progress=params.progress, desc=f"arm {arm} γ={gamma:g} seed {seed}",
+        progress=params.progress, desc=f"arm {arm} γ={gamma:g} seed {seed}", device=params.device,
     )
     seconds = time.perf_counter() - started
     hist = result.history.assign(arm=arm, gamma=gamma, seed=seed)
