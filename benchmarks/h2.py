@@ -2,12 +2,18 @@
 
 Run: ``make bench`` (or ``.venv/bin/python benchmarks/h2.py [--quick]``). Prints tables;
 nothing here is a test. Figures go into the README by hand, with the date.
+
+Old against new under load: ``benchmarks/h2.py --against /tmp/h2base/lib --repeats 1`` runs the
+whole study with this checkout's library and with another (e.g. ``git worktree add --detach
+/tmp/h2base main``), alternating, each in its own process, and prints the time and peak-memory ratios
+(a shared machine's load hits both alike; the ratio is what carries over to an idle machine).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -39,6 +45,29 @@ def whole_study(preset: str, overrides: dict) -> dict:
     return {"seconds": seconds, "peak_rss_gb": peak_gb}
 
 
+def whole_study_with(lib: str, preset: str) -> dict:
+    """``whole_study`` in a fresh process whose kernel imports latentlab from ``lib`` (peak RSS is its own)."""
+    env = {**os.environ, "PYTHONPATH": lib}
+    done = subprocess.run([sys.executable, __file__, "--whole-study", preset], capture_output=True, text=True,
+                          check=True, env=env)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def compare(against: str, preset: str, repeats: int) -> None:
+    ours = str(ROOT / "lib")
+    rows = []
+    for r in range(repeats):
+        order = [("this checkout", ours), ("against", against)]
+        for label, lib in order if r % 2 == 0 else order[::-1]:
+            rows.append({"lib": label, "repeat": r, **whole_study_with(lib, preset)})
+    table = pd.DataFrame(rows)
+    print(f"\nWhole study at {preset}: this checkout vs {against} (alternating, {repeats} repeat(s))")
+    print(table.round(2).to_string(index=False))
+    med = table.groupby("lib")[["seconds", "peak_rss_gb"]].median()
+    print(f"time ratio new/old = {med.loc['this checkout', 'seconds'] / med.loc['against', 'seconds']:.3f}, "
+          f"peak memory ratio = {med.loc['this checkout', 'peak_rss_gb'] / med.loc['against', 'peak_rss_gb']:.3f}")
+
+
 def ae_epoch(n_cells: int, n_genes: int, batch_size: int = 64) -> dict:
     """One AE epoch on simulated sparse counts; memory above the loaded data."""
     from latentlab.data.scrna import ScrnaSimulation, simulate_counts
@@ -68,10 +97,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="small sizes, to check the script runs")
     parser.add_argument("--ae-epoch", nargs=2, type=int, metavar=("CELLS", "GENES"), help=argparse.SUPPRESS)
+    parser.add_argument("--whole-study", metavar="PRESET", help=argparse.SUPPRESS)
+    parser.add_argument("--against", metavar="LIB", help="another checkout's lib/ to time the whole study against")
+    parser.add_argument("--preset", default="full", help="preset for --against (default full)")
+    parser.add_argument("--repeats", type=int, default=1, help="alternating repeats for --against")
     args = parser.parse_args()
     torch.set_num_threads(2)
     if args.ae_epoch:
         print(json.dumps(ae_epoch(*args.ae_epoch)))
+        return
+    if args.whole_study:
+        print(json.dumps(whole_study(args.whole_study, {})))
+        return
+    if args.against:
+        compare(args.against, args.preset, args.repeats)
         return
     pd.set_option("display.width", 200)
 

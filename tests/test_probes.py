@@ -80,3 +80,61 @@ def test_p_value_floor_is_reported_with_the_table():
     assert verdicts.p_at_floor.all() and "p ≤ 0.048 (its floor with 20 permutations)" in verdicts.evidence[0]
     weak = run_probe(rng.normal(size=(400, 3)), y, random_split(y, seed=0), n_boot=50, n_perm=20).table()
     assert not h2.leakage_verdicts(weak.assign(embedding="toy")).p_at_floor.any()
+
+
+def _looped_bootstrap(y, proba, classes, n_boot, seed):
+    """The per-resample sklearn loop the vectorised bootstrap replaces (the reference it must equal)."""
+    from latentlab.probes import METRICS, score
+
+    rng = np.random.default_rng(seed)
+    draws = {m: [] for m in METRICS}
+    for _ in range(n_boot):
+        idx = rng.integers(0, len(y), len(y))
+        for m, v in score(y[idx], proba[idx], classes).items():
+            draws[m].append(v)
+    return {m: np.asarray(v, dtype=float) for m, v in draws.items()}
+
+
+@pytest.mark.parametrize("n, ties", [(301, False), (40, True), (6, True)])
+def test_vectorised_bootstrap_equals_the_sklearn_loop(n, ties):
+    """Every resample's accuracy, balanced accuracy, AUC (with tied scores) and F1 as sklearn scores it;
+    tiny n gives one-class resamples (AUC NaN, balanced accuracy over the class present)."""
+    from latentlab.probes import _binary_bootstrap_scores
+
+    rng = np.random.default_rng(5)
+    classes = np.array(["a", "b"])
+    y = classes[(rng.random(n) < 0.35).astype(int)]
+    p1 = np.round(rng.random(n), 1) if ties else rng.random(n)
+    proba = np.column_stack([1 - p1, p1])
+    proba[0] = 0.5  # an exact argmax tie: the first class wins, as np.argmax
+    expected = _looped_bootstrap(y, proba, classes, 200, seed=9)
+    got = _binary_bootstrap_scores(y, proba, classes, np.random.default_rng(9).integers(0, n, (200, n)), chunk=7)
+    for metric, values in expected.items():
+        np.testing.assert_allclose(got[metric], values, rtol=1e-12, atol=1e-12, equal_nan=True, err_msg=metric)
+    assert np.isnan(expected["roc_auc"]).any() == (n == 6)
+
+
+@pytest.mark.parametrize("kind", ["linear", "knn"])
+def test_permutation_null_equals_refitting_the_whole_probe_each_time(kind):
+    """The cached scaler / neighbours give the very numbers a full refit per permutation gives."""
+    from latentlab.probes import METRICS, Split, _permutation_null, make_probe, score
+
+    rng = np.random.default_rng(2)
+    z = rng.normal(size=(150, 5)) * [1, 5, 0.1, 2, 1]
+    classes = np.array(["x", "y", "z"])
+    y = classes[rng.integers(0, 3, 150)]
+    split = Split("s", np.arange(100), np.arange(100, 150))
+    observed = dict.fromkeys(METRICS, 0.5)
+    got, scored = _permutation_null(z, y, split, classes, kind, observed, 15, seed=4)
+    shuffles = np.random.default_rng(5)
+    draws = {m: [] for m in METRICS}
+    for _ in range(15):
+        shuffled = shuffles.permutation(y[split.train])
+        proba = make_probe(kind, 4).fit(z[split.train], shuffled).predict_proba(z[split.test])
+        for m, v in score(y[split.test], proba, classes).items():
+            draws[m].append(v)
+    assert scored == 15
+    for m in METRICS:
+        v = np.asarray(draws[m])
+        expected = (np.nanmean(v), np.nanstd(v), (1 + np.sum(v >= 0.5)) / 16)
+        np.testing.assert_allclose(got[m], expected, rtol=1e-12, err_msg=m)

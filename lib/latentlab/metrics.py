@@ -27,9 +27,29 @@ def neighbourhood_agreement(z: np.ndarray, reference: np.ndarray, *, k: int = 15
     keeps exactly the neighbourhoods of the unintegrated expression space.
     """
     a = _knn(np.asarray(z, dtype=np.float64), k)
-    b = _knn(np.asarray(reference, dtype=np.float64), k)
-    inter = np.array([len(set(x) & set(y)) for x, y in zip(a, b, strict=True)])
+    b = reference_neighbours(reference, k)
+    inter = shared_per_row(a, b)
     return float(np.mean(inter / (2 * k - inter)))
+
+
+def reference_neighbours(reference: np.ndarray, k: int = 15) -> np.ndarray:
+    """The reference space's k-NN, computed once per reference array and reused (every embedding of a run
+    is compared with the same reference)."""
+    key = (id(reference), reference.shape, k)
+    cached = _REFERENCE_KNN.get(key)
+    if cached is None or cached[0] is not reference:
+        cached = (reference, _knn(np.asarray(reference, dtype=np.float64), k))
+        _REFERENCE_KNN.clear()  # one reference at a time: the cache never grows
+        _REFERENCE_KNN[key] = cached
+    return cached[1]
+
+
+_REFERENCE_KNN: dict = {}
+
+
+def shared_per_row(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """How many indices row i of ``a`` and row i of ``b`` share (rows hold distinct indices)."""
+    return (a[:, :, None] == b[:, None, :]).sum(axis=(1, 2))
 
 
 def _knn(x: np.ndarray, k: int) -> np.ndarray:

@@ -156,16 +156,56 @@ def p_floor(n_perm: int) -> float:
 
 
 def _bootstrap_ci(y, proba, classes, n_boot, seed, level=0.95):
+    """Percentile CIs over ``n_boot`` resamples of the test cells (binary: all resamples at once)."""
+    if not n_boot:
+        return {m: (np.nan, np.nan) for m in METRICS}
     rng = np.random.default_rng(seed)
-    draws = {m: [] for m in METRICS}
     n = len(y)
-    for _ in range(n_boot):
-        idx = rng.integers(0, n, n)
-        for m, v in score(y[idx], proba[idx], classes).items():
-            draws[m].append(v)
+    if len(classes) == 2:
+        draws = _binary_bootstrap_scores(y, proba, classes, rng.integers(0, n, (n_boot, n)))
+    else:
+        draws = {m: [] for m in METRICS}
+        for _ in range(n_boot):
+            idx = rng.integers(0, n, n)
+            for m, v in score(y[idx], proba[idx], classes).items():
+                draws[m].append(v)
     tail = (1 - level) / 2
-    return {m: (float(np.nanquantile(v, tail)), float(np.nanquantile(v, 1 - tail))) if n_boot else (np.nan, np.nan)
-            for m, v in draws.items()}
+    return {m: (float(np.nanquantile(v, tail)), float(np.nanquantile(v, 1 - tail))) for m, v in draws.items()}
+
+
+def _binary_bootstrap_scores(y, proba, classes, idx: np.ndarray, chunk: int = 64) -> dict[str, np.ndarray]:
+    """``score`` for every resample (rows of ``idx``) from per-cell draw counts, without a Python loop per
+    resample: the 4 metrics are weighted sums, ROC-AUC the tie-aware Mann–Whitney count (what sklearn's
+    trapezoidal AUC equals). Resamples go in chunks so memory stays ``chunk × n``."""
+    n = len(y)
+    positive = y == classes[1]
+    predicted_positive = proba[:, 1] > proba[:, 0]  # argmax, first class on ties, as ``score``
+    order = np.argsort(proba[:, 1], kind="stable")
+    sorted_scores = proba[order, 1]
+    starts = np.flatnonzero(np.r_[True, sorted_scores[1:] != sorted_scores[:-1]])
+    out = {m: [] for m in METRICS}
+    for first in range(0, len(idx), chunk):
+        rows = idx[first : first + chunk]
+        b = len(rows)
+        counts = np.bincount((rows + n * np.arange(b)[:, None]).ravel(), minlength=b * n).reshape(b, n)
+        counts = counts.astype(np.float64)
+        n_pos, n_neg = counts @ positive, counts @ ~positive
+        tp = counts @ (positive & predicted_positive)
+        tn = counts @ (~positive & ~predicted_positive)
+        fp, fn = n_neg - tn, n_pos - tp
+        out["accuracy"].append((tp + tn) / n)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            recalls = np.stack([np.where(n_pos > 0, tp / n_pos, np.nan), np.where(n_neg > 0, tn / n_neg, np.nan)])
+            out["balanced_accuracy"].append(np.nanmean(recalls, axis=0))
+            denominator = 2 * tp + fp + fn
+            out["f1"].append(np.where(denominator > 0, 2 * tp / np.where(denominator > 0, denominator, 1), 0.0))
+            sorted_counts = counts[:, order]
+            pos_groups = np.add.reduceat(sorted_counts * positive[order], starts, axis=1)
+            neg_groups = np.add.reduceat(sorted_counts * ~positive[order], starts, axis=1)
+            neg_below = np.cumsum(neg_groups, axis=1) - neg_groups
+            wins = (pos_groups * (neg_below + 0.5 * neg_groups)).sum(axis=1)
+            out["roc_auc"].append(np.where((n_pos > 0) & (n_neg > 0), wins / (n_pos * n_neg), np.nan))
+    return {m: np.concatenate(v) for m, v in out.items()}
 
 
 def _permutation_null(z, y, split, classes, kind, observed, n_perm, seed):
@@ -173,12 +213,12 @@ def _permutation_null(z, y, split, classes, kind, observed, n_perm, seed):
         return {}, 0
     rng = np.random.default_rng(seed + 1)
     draws = {m: [] for m in METRICS}
+    refit = _label_refitter(kind, z, split, seed)
     for _ in range(n_perm):
         shuffled = rng.permutation(y[split.train])
         if len(set(shuffled)) < len(classes):
             continue
-        proba = make_probe(kind, seed).fit(z[split.train], shuffled).predict_proba(z[split.test])
-        for m, v in score(y[split.test], proba, classes).items():
+        for m, v in score(y[split.test], refit(shuffled), classes).items():
             draws[m].append(v)
     out = {}
     for m, v in draws.items():
@@ -186,6 +226,30 @@ def _permutation_null(z, y, split, classes, kind, observed, n_perm, seed):
         p = (1 + np.sum(v >= observed[m])) / (1 + len(v))
         out[m] = (float(np.nanmean(v)), float(np.nanstd(v)), float(p))
     return out, len(draws["accuracy"])
+
+
+def _label_refitter(kind: str, z: np.ndarray, split: Split, seed: int):
+    """``train labels -> test probabilities`` for the permutation null, with what does not depend on the
+    labels done once: the scaler (fitted on features only), and for k-NN the neighbours themselves, so a
+    permutation costs one logistic fit, or one table look-up instead of a neighbour search. Same numbers
+    as refitting ``make_probe(kind)`` on every permutation."""
+    if kind not in ("linear", "knn"):
+        return lambda labels: make_probe(kind, seed).fit(z[split.train], labels).predict_proba(z[split.test])
+    pipeline = make_probe(kind, seed)
+    scaler, model = pipeline[0].fit(z[split.train]), pipeline[-1]
+    train_x, test_x = scaler.transform(z[split.train]), scaler.transform(z[split.test])
+    if kind == "linear":
+        return lambda labels: model.fit(train_x, labels).predict_proba(test_x)
+    neighbours = model.fit(train_x, np.zeros(len(train_x))).kneighbors(test_x, return_distance=False)
+
+    def knn_proba(labels: np.ndarray) -> np.ndarray:
+        codes = np.unique(labels, return_inverse=True)[1]
+        votes = np.zeros((len(neighbours), codes.max() + 1))
+        for column in neighbours.T:
+            votes[np.arange(len(neighbours)), codes[column]] += 1.0
+        return votes / neighbours.shape[1]
+
+    return knn_proba
 
 
 def _roc_frame(y, proba, classes, split_name, kind):

@@ -176,6 +176,11 @@ def execute_point(notebook: str, parameters: dict[str, Any], out_dir: str, threa
             notebook, str(out / "notebook.ipynb"),
             parameters={**parameters, "output_dir": str(out.resolve())},
             kernel_name="python3", progress_bar=False, cwd=str(Path(notebook).resolve().parent),
+            # papermill otherwise rewrites (and schema-validates) the whole notebook before and after every
+            # cell: ~80 writes of a notebook holding its charts, CPU in this worker process that competes with
+            # the other worker's kernel. It is still written at the start, on an error, at the end, and every
+            # 30 s inside a long cell (papermill's autosave).
+            request_save_on_cell_execute=False,
         )
         if not (out / "metrics.json").exists():
             raise RuntimeError(f"{notebook} finished but wrote no metrics.json into {out}")

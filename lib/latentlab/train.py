@@ -64,6 +64,10 @@ class CheckpointError(RuntimeError):
     """A checkpoint cannot be resumed from: unreadable, foreign, or written by another configuration."""
 
 
+class DeviceError(ValueError):
+    """A device was asked for that this machine does not have (or that torch does not know)."""
+
+
 CHECKPOINT_FORMAT = "latentlab.train.fit/2"
 
 
@@ -133,6 +137,69 @@ def minibatches(n: int, batch_size: int, seed: int, *, shuffle: bool = True) -> 
         return [order[i : i + batch_size] for i in range(0, n, batch_size)]
 
     return batches
+
+
+# --------------------------------------------------------------------------- devices
+
+
+def available_devices() -> list[str]:
+    """The devices torch can use here, e.g. ``["cpu"]`` or ``["cpu", "cuda:0", "cuda:1"]``."""
+    found = ["cpu"]
+    if torch.cuda.is_available():
+        found += [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        found.append("mps")
+    return found
+
+
+def device_problem(device: str | torch.device, parameter: str = "device") -> str | None:
+    """Why ``device`` cannot be used here (naming the parameter, the request and what exists), or None."""
+    if isinstance(device, str) and device == "auto":
+        return None
+    here = available_devices()
+    try:
+        asked = torch.device(device)
+    except (RuntimeError, TypeError):
+        return (f"{parameter}={device!r} is not a device name; use 'auto' (CUDA when available, else CPU) "
+                f"or one of {here}")
+    if asked.type == "cpu":
+        return None
+    name = f"{asked.type}:{asked.index}" if asked.index is not None else asked.type
+    if asked.type == "cuda" and f"cuda:{asked.index or 0}" in here:
+        return None
+    if asked.type == "mps" and "mps" in here and not asked.index:
+        return None
+    return f"{parameter}={device!r} asks for {name}, which this machine does not have; available: {here} (or 'auto')"
+
+
+def resolve_device(device: str | torch.device = "auto", parameter: str = "device") -> torch.device:
+    """``"auto"`` → CUDA when ``torch.cuda.is_available()``, else CPU; a named device must exist here."""
+    if isinstance(device, str) and device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    problem = device_problem(device, parameter)
+    if problem:
+        raise DeviceError(problem)
+    return torch.device(device)
+
+
+def to_device(batch: Any, device: torch.device) -> Any:
+    """A batch (tensor, or dicts/lists/tuples of them) on ``device``; other values pass through."""
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, dict):
+        return {k: to_device(v, device) for k, v in batch.items()}
+    if isinstance(batch, list | tuple):
+        moved = [to_device(v, device) for v in batch]
+        return type(batch)(*moved) if hasattr(batch, "_fields") else type(batch)(moved)
+    return batch
+
+
+def _on_device(batches_for: Callable[[int], Iterable[Any]], device: torch.device) -> Callable[[int], Iterable[Any]]:
+    """Loaders stay on the CPU; each batch moves when it is used (nothing is wrapped on the CPU)."""
+    if device.type == "cpu":
+        return batches_for
+    return lambda epoch: (to_device(batch, device) for batch in batches_for(epoch))
 
 
 def resolve_weight(weight: Weight, ctx: StepContext) -> float:
@@ -261,12 +328,15 @@ def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
 # --------------------------------------------------------------------------- resume: state and fingerprint
 
 
-def rng_state() -> dict[str, Any]:
-    """Every global RNG as weights-only-loadable values (tensors, ints, tuples)."""
+def rng_state(device: torch.device | None = None) -> dict[str, Any]:
+    """Every global RNG as weights-only-loadable values (tensors, ints, tuples); CUDA's when training there."""
     kind, keys, pos, has_gauss, gauss = np.random.get_state()
-    return {"torch": torch.get_rng_state(), "python": random.getstate(),
-            "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
-                      "has_gauss": int(has_gauss), "gauss": float(gauss)}}
+    state = {"torch": torch.get_rng_state(), "python": random.getstate(),
+             "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+                       "has_gauss": int(has_gauss), "gauss": float(gauss)}}
+    if device is not None and device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
 
 
 def set_rng_state(state: dict[str, Any]) -> None:
@@ -275,6 +345,9 @@ def set_rng_state(state: dict[str, Any]) -> None:
     random.setstate((version, tuple(internal), gauss_next))
     n = state["numpy"]
     np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"]))
+    cuda = state.get("cuda")
+    if cuda and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(cuda)  # a GPU checkpoint resumed on the CPU simply has no CUDA RNG to set
 
 
 def _resume_attributes(model: nn.Module) -> tuple[str, ...]:
@@ -457,6 +530,7 @@ def fit(
     clip_mode: str = "norm",
     progress: bool = True,
     desc: str = "train",
+    device: str | torch.device = "auto",
 ) -> FitResult:
     """Train ``model`` on ``train_data`` with the named, weighted loss terms.
 
@@ -464,12 +538,19 @@ def fit(
     ``minibatches``). Returns the per-epoch history (every term, its weight,
     monitors, validation metrics) and restores the best checkpoint when early
     stopping is on. A checkpoint at ``checkpoint_path`` is resumed from.
+
+    ``device`` (``"auto"``: CUDA when available, else CPU; or ``"cpu"``, ``"cuda:1"``, ``"mps"``) is
+    where the model and each batch go; the loader stays on the CPU. The model stays on ``device``
+    afterwards, and ``validate``/``monitors``/``on_epoch_start`` receive it there (move what you
+    feed it with ``to_device``). Checkpoints load onto the CPU first, so they resume on any device.
     """
     if epochs < 1:
         raise ValueError(f"fit: epochs must be >= 1, got {epochs}")
     if clip_mode not in ("norm", "value"):
         raise ValueError(f"fit: clip_mode must be 'norm' or 'value', got {clip_mode!r}")
-    batches_for = train_data if callable(train_data) else (lambda _epoch: train_data)
+    where = resolve_device(device)
+    model.to(where)
+    batches_for = _on_device(train_data if callable(train_data) else (lambda _epoch: train_data), where)
     first_batch = _first_batch(batches_for)
     check_contract(model, first_batch, weights, epochs)
 
@@ -546,7 +627,7 @@ def fit(
                 "attributes": {a: _pack(_get_path(model, a), a) for a in _resume_attributes(model)},
                 "epoch": epoch, "history": history, "best_state": best_state,
                 "best_epoch": best_epoch, "best_score": best_score, "bad_epochs": bad_epochs,
-                "rng": rng_state(), "stopped": stop,
+                "rng": rng_state(where), "stopped": stop,
             })
         if stop:
             stopped_early = True

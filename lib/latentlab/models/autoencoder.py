@@ -107,8 +107,8 @@ def rbf_kernel(x: torch.Tensor, bandwidths: torch.Tensor | None = None) -> torch
     """Sum of RBF kernels at multiples of the median pairwise distance (robust to scale)."""
     d2 = torch.cdist(x, x).pow(2)
     if bandwidths is None:
-        median = d2.detach()[d2.detach() > 0].median() if (d2 > 0).any() else torch.tensor(1.0)
-        bandwidths = median * torch.tensor([0.25, 1.0, 4.0])
+        median = d2.detach()[d2.detach() > 0].median() if (d2 > 0).any() else torch.tensor(1.0, device=x.device)
+        bandwidths = median * torch.tensor([0.25, 1.0, 4.0], device=x.device)
     return sum(torch.exp(-d2 / b.clamp_min(1e-8)) for b in bandwidths)
 
 
@@ -118,7 +118,7 @@ def hsic(z: torch.Tensor, labels: torch.Tensor, n_classes: int) -> torch.Tensor:
     k = rbf_kernel(z)
     y = F.one_hot(labels, n_classes).float()
     ell = y @ y.T
-    h = torch.eye(n) - 1.0 / n
+    h = torch.eye(n, device=z.device) - 1.0 / n
     return torch.trace(k @ h @ ell @ h) / (n - 1) ** 2
 
 

@@ -255,7 +255,7 @@ class SFMN(nn.Module):
     def gates(self, cells: torch.Tensor) -> torch.Tensor:
         """(K, d) gates of the given cell lines (ones while frozen)."""
         if self.gates_frozen:
-            return torch.ones(len(cells), self.d)
+            return torch.ones(len(cells), self.d, device=cells.device)
         return self.gate(self.cell_embedding(cells))
 
     def cell_v(self, cells: torch.Tensor) -> torch.Tensor:

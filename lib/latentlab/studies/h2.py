@@ -65,6 +65,7 @@ class H2Params(StudyParams):
     harmony_theta: float = 2.0  # harmonypy's diversity penalty (its default)
     harmony_max_iter: int = 50
     scib: bool = True
+    device: str = "auto"  # where the autoencoders train: "auto" (CUDA when available, else CPU), "cpu", "cuda:1", "mps"
     progress: bool = True
     sweep_results: str = ""  # a sweep directory or its results.csv: the notebook's last section reads it
 
@@ -93,6 +94,8 @@ class H2Params(StudyParams):
         self.require(self.harmony_theta >= 0, "harmony_theta", "must be >= 0")
         self.require(self.harmony_max_iter >= 1, "harmony_max_iter", "must be >= 1")
         self.require(bool(self.context_key), "context_key", "must name the cell metadata column holding the chip")
+        problem = train.device_problem(self.device)
+        self.require(problem is None, "device", problem or "")
         missing = [m for m in self.mitigations if not self.penalty_weights.get(m)]
         self.require(not missing, "penalty_weights", f"no weights given for mitigations {missing}")
 
@@ -250,14 +253,16 @@ def ae_embedding(
         weights["context"] = 1.0
     batches = SparseRowBatches(x, context_codes(adata, params, hidden_labels), params.batch_size, params.seed)
     result = train.fit(model, batches, weights=weights, epochs=params.epochs, lr=params.lr,
-                       seed=params.seed, progress=params.progress, desc=f"AE {method} w={weight:g}")
+                       seed=params.seed, progress=params.progress, desc=f"AE {method} w={weight:g}",
+                       device=params.device)
     return embed(model, x), result.history.assign(method=method, weight=weight)
 
 
 @torch.no_grad()
 def embed(model: AutoEncoder, x: sp.csr_matrix, batch_size: int = 1024) -> np.ndarray:
     model.eval()
-    parts = [model.embed(torch.from_numpy(x[i : i + batch_size].toarray())).numpy()
+    device = next(model.parameters()).device
+    parts = [model.embed(torch.from_numpy(x[i : i + batch_size].toarray()).to(device)).cpu().numpy()
              for i in range(0, x.shape[0], batch_size)]
     return np.concatenate(parts)
 

@@ -68,6 +68,7 @@ class ReconParams(StudyParams):
     max_val_windows: int = 0  # 0 = every validation window (scored every epoch)
     cache: bool = True  # reuse finished (arm, γ, seed) runs of identical parameters: the ablation resumes
     beagle: bool = True
+    device: str = "auto"  # where models train: "auto" (CUDA when available, else CPU), "cpu", "cuda:1", "mps"
     progress: bool = True
     sweep_results: str = ""  # a sweep directory or its results.csv: the notebook's last section reads it
 
@@ -96,6 +97,8 @@ class ReconParams(StudyParams):
 
     def check(self) -> None:
         super().check()
+        problem = train.device_problem(self.device)
+        self.require(problem is None, "device", problem or "")
         self.require(self.n_panel >= 10, "n_panel", "must be >= 10")
         self.require(self.n_target >= 2, "n_target", "must be >= 2")
         self.require(self.length_bp >= 10_000, "length_bp", "must be >= 10,000")
@@ -355,12 +358,13 @@ def predict_windows(model: BertRagImputer, ws: WindowSet, af: np.ndarray, batch_
     """
     model.eval()
     probs = np.empty(ws.hap.shape, dtype=np.float32)
+    device = next(model.parameters()).device
     with torch.inference_mode():
         for s in range(0, len(ws), batch_size):
             idx = np.arange(s, min(s + batch_size, len(ws)))
-            out = model(to_batch(ws, idx, af))
-            probs[idx, 0] = out[0].softmax(-1)[..., 1].numpy()
-            probs[idx, 1] = out[1].softmax(-1)[..., 1].numpy()
+            out = model(train.to_device(to_batch(ws, idx, af), device))
+            probs[idx, 0] = out[0].softmax(-1)[..., 1].cpu().numpy()
+            probs[idx, 1] = out[1].softmax(-1)[..., 1].cpu().numpy()
     observed = ws.hap != hp.MASK
     probs[observed] = ws.hap[observed]
     return probs
@@ -501,7 +505,7 @@ def train_arm(prep: Prepared, params: ReconParams, arm: str, gamma: float, seed:
     batches = train.minibatches(len(prep.train), params.batch_size, seed)
     monitor_rng = np.random.default_rng(seed)
     probe_idx = np.sort(monitor_rng.choice(len(prep.train), min(64, len(prep.train)), replace=False))
-    probe = to_batch(prep.train, probe_idx, af)
+    probe = train.to_device(to_batch(prep.train, probe_idx, af), train.resolve_device(params.device))
     train_eval_idx = np.sort(monitor_rng.choice(len(prep.train), min(len(prep.val), len(prep.train)), replace=False))
     train_eval = _subset(prep.train, train_eval_idx)
 
@@ -522,7 +526,7 @@ def train_arm(prep: Prepared, params: ReconParams, arm: str, gamma: float, seed:
         weights=objective.weights(), epochs=params.epochs, lr=params.lr, seed=seed,
         validate=lambda obj: {"val_f1": window_f1(obj.model, prep.val, af)},
         monitors=monitors, early_stopping=train.EarlyStopping("val_f1", "max", params.patience),
-        progress=params.progress, desc=f"arm {arm} γ={gamma:g} seed {seed}",
+        progress=params.progress, desc=f"arm {arm} γ={gamma:g} seed {seed}", device=params.device,
     )
     seconds = time.perf_counter() - started
     hist = result.history.assign(arm=arm, gamma=gamma, seed=seed)

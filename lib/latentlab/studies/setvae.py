@@ -165,6 +165,7 @@ class SetVAEParams(StudyParams):
     baselines: list = dataclasses.field(default_factory=lambda: ["logistic", "gbm", "grud"])
     grud_epochs: int = 20
     detect_anomaly: bool = False
+    device: str = "auto"  # where models train: "auto" (CUDA when available, else CPU), "cpu", "cuda:1", "mps"
     progress: bool = True
 
     PRESETS = {
@@ -179,6 +180,8 @@ class SetVAEParams(StudyParams):
 
     def check(self) -> None:
         super().check()
+        problem = train.device_problem(self.device)
+        self.require(problem is None, "device", problem or "")
         self.require(self.n_stays >= 50, "n_stays", "must be >= 50")
         self.require(self.max_steps >= 4, "max_steps", "must be >= 4")
         self.require(self.set_window_minutes == "auto" or (isinstance(self.set_window_minutes, int | float)
@@ -401,20 +404,21 @@ def collect(objective: SetVAEObjective, tensors: dict, rows: np.ndarray, batch_s
     """Posterior parameters per level over valid steps, Z and H, and the stay logits (eval mode)."""
     model = objective.model
     model.eval()
+    device = next(model.parameters()).device
     per_level: list[dict[str, list]] = [dict(mu_q=[], lv_q=[], mu_p=[], lv_p=[]) for _ in model.cfg.latent_dims]
     zs, hs, logits, logits24 = [], [], [], []
     for start in range(0, len(rows), batch_size):
         batch = batch_of(tensors, rows[start : start + batch_size])
-        out = model(batch, sample=False)
+        out = model(train.to_device(batch, device), sample=False)
         for store, lv in zip(per_level, out["levels"], strict=True):
             for key, val in (("mu_q", lv.mu_q), ("lv_q", lv.logvar_q), ("mu_p", lv.mu_p), ("lv_p", lv.logvar_p)):
-                store[key].append(val.numpy())
+                store[key].append(val.cpu().numpy())
         valid = batch["step_mask"]
-        zs.append(out["z"][valid].numpy())
-        hs.append(out["h"][valid].numpy())
-        logits.append(out["logit"].numpy())
+        zs.append(out["z"].cpu()[valid].numpy())
+        hs.append(out["h"].cpu()[valid].numpy())
+        logits.append(out["logit"].cpu().numpy())
         upto = ((batch["times"] <= 24.0) & valid).long().sum(1).clamp_min(1) - 1
-        logits24.append(out["step_logits"].gather(1, upto[:, None]).squeeze(1).numpy())
+        logits24.append(out["step_logits"].cpu().gather(1, upto[:, None]).squeeze(1).numpy())
     levels = [{k: np.concatenate(v) for k, v in store.items()} for store in per_level]
     return {"levels": levels, "z": np.concatenate(zs), "h": np.concatenate(hs),
             "logit": np.concatenate(logits), "logit_24h": np.concatenate(logits24)}
@@ -496,6 +500,7 @@ def train_run(name: str, cfg: RunConfig, prep: Prepared, params: SetVAEParams, s
             optimizer=make_optimizer(cfg, params.lr), scheduler=make_scheduler(cfg, epochs),
             monitors=monitor, on_epoch_start=staging(cfg, epochs), seed=seed,
             grad_clip=cfg.grad_clip, clip_mode=cfg.clip_mode, progress=params.progress, desc=name,
+            device=params.device,
         )
     seconds = time.perf_counter() - started
     test = collect(objective, prep.tensors, prep.splits.test)

@@ -89,6 +89,7 @@ class SFMNParams(StudyParams):
     test_cell_lines: list = dataclasses.field(default_factory=list)  # names; [] = chosen by n_test_cell_lines
     n_test_cell_lines: int = 0  # with test_cell_lines []: 0 = every cell line (full LOCO), k = k spread out
     ablations: bool = True
+    device: str = "auto"  # where models train: "auto" (CUDA when available, else CPU), "cpu", "cuda:1", "mps"
     progress: bool = True
     sweep_results: str = ""  # a sweep directory or its results.csv: the notebook's last section reads it
 
@@ -108,6 +109,8 @@ class SFMNParams(StudyParams):
         self.require(0 < self.positive_rate < 0.5, "positive_rate", "must be in (0, 0.5)")
         self.require(0 < self.accessible_fraction < 1, "accessible_fraction", "must be in (0, 1)")
         self.require(self.encoder in ("pwm", "cnn"), "encoder", "must be 'pwm' or 'cnn'")
+        problem = train.device_problem(self.device)
+        self.require(problem is None, "device", problem or "")
         self.require(self.cell_encoder in ("", "features", "support"), "cell_encoder",
                      "must be 'features', 'support' or '' (features when a table is given)")
         self.require(bool(self.data.strip()) or self.data == "", "data",
@@ -469,7 +472,9 @@ def design_weights(design: str, params: SFMNParams, extra: dict | None = None) -
 @torch.no_grad()
 def predict(model: torch.nn.Module, inputs: PairInputs, rows: np.ndarray, chunk: int = 2048) -> np.ndarray:
     model.eval()
-    out = [torch.sigmoid(model(inputs.batch(rows[i : i + chunk]))).numpy() for i in range(0, len(rows), chunk)]
+    device = next(model.parameters()).device
+    out = [torch.sigmoid(model(train.to_device(inputs.batch(rows[i : i + chunk]), device))).cpu().numpy()
+           for i in range(0, len(rows), chunk)]
     return np.concatenate(out) if out else np.zeros(0)
 
 
@@ -633,7 +638,8 @@ def train_model(kind: str, data: epi.EpiData, inputs: PairInputs, split: Split, 
     result = train.fit(model, batches, weights=weights, epochs=params.epochs, lr=params.lr, seed=seed,
                        validate=validate, monitors=monitors, on_epoch_start=on_epoch_start,
                        early_stopping=train.EarlyStopping("val_select", "max", params.patience),
-                       progress=params.progress, desc=f"{kind} s{seed} {data.cell_lines[split.test]}")
+                       progress=params.progress, desc=f"{kind} s{seed} {data.cell_lines[split.test]}",
+                       device=params.device)
     model.freeze_gates(False)
     threshold = calibrate_threshold(y[split.val_rows], predict(model, inputs, split.val_rows))
     history = result.history.assign(model=kind, seed=seed, test_cell_line=data.cell_lines[split.test],
