@@ -49,6 +49,7 @@ penalty_weights = None
 baselines = None
 scib = None
 progress = None
+device = None  # "auto" (CUDA when available, else CPU), "cpu", "cuda", "cuda:1", "mps"
 sweep_results = ""  # a sweep directory or its results.csv (see "Reading a sweep" at the end)
 
 # %% tags=["nbval-check-output"]

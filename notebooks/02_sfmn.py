@@ -74,6 +74,7 @@ n_test_cell_lines = None
 models = None
 ablations = None
 progress = None
+device = None  # "auto" (CUDA when available, else CPU), "cpu", "cuda", "cuda:1", "mps"
 sweep_results = ""  # a sweep directory or its results.csv (see "Reading a sweep" at the end)
 
 # %% tags=["nbval-check-output"]

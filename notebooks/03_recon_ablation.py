@@ -68,6 +68,7 @@ gamma_arms = None
 n_seeds = None
 beagle = None
 progress = None
+device = None  # "auto" (CUDA when available, else CPU), "cpu", "cuda", "cuda:1", "mps"
 sweep_results = ""  # a sweep directory or its results.csv (see "Reading a sweep" at the end)
 
 # %% tags=["nbval-check-output"]

@@ -58,6 +58,7 @@ sweep_results = ""  # a sweep directory or its results.csv (see "Reading a sweep
 ablation_seeds = None
 baselines = None
 progress = None
+device = None  # "auto" (CUDA when available, else CPU), "cpu", "cuda", "cuda:1", "mps"
 
 # %% tags=["nbval-check-output"]
 import time

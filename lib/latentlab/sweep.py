@@ -62,6 +62,7 @@ import pandas as pd
 import yaml
 
 from latentlab import io
+from latentlab.kernels import EncryptedKernelManager
 
 
 class GridError(ValueError):
@@ -181,6 +182,7 @@ def execute_point(notebook: str, parameters: dict[str, Any], out_dir: str, threa
             # the other worker's kernel. It is still written at the start, on an error, at the end, and every
             # 30 s inside a long cell (papermill's autosave).
             request_save_on_cell_execute=False,
+            kernel_manager_class=EncryptedKernelManager,  # no "running over TCP without encryption" warning
         )
         if not (out / "metrics.json").exists():
             raise RuntimeError(f"{notebook} finished but wrote no metrics.json into {out}")
