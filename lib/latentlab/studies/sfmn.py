@@ -899,36 +899,6 @@ def headline(summary: pd.DataFrame, results: pd.DataFrame) -> dict[str, Any]:
     return out
 
 
-def run_all(params: SFMNParams, *, charts: bool = True) -> dict[str, Any]:
-    """The whole study without a notebook (used for the standard run): LOCO, ablations, outputs."""
-    from latentlab.plots import sfmn as plots
-
-    started = time.perf_counter()
-    data = load(params)
-    params, _ = fit_to_data(params, data)
-    demo = contract_demo(data, params)
-    splits = loco_splits(data, params)
-    results, history, kept = run_loco(data, params, splits)
-    summary = summarise(results)
-    first = kept[("sfmn", params.seeds[0], data.cell_lines[splits[0].test])] if "sfmn" in params.models else None
-    frame = gate_frame(all_gates(first.model, len(data.cell_lines)), data, splits[0].test) if first else None
-    success = success_table(summary, history, frame)
-    abl = ablations(data, params, splits[0], params.seeds[0]) if params.ablations else pd.DataFrame()
-    tables = {"loco_results": results, "summary": summary, "contract": demo, "success": success, "ablations": abl}
-    if frame is not None:
-        tables["gates"] = frame
-    figs = {}
-    if charts:
-        figs = {"loco": plots.loco_bars(results), "monitors": plots.monitor_curves(history)}
-        if frame is not None:
-            figs["gate_heatmap"] = plots.gate_heatmap(frame)
-    metrics = {**headline(summary, results), "seconds": time.perf_counter() - started,
-               "success": success.to_dict(orient="records"), "contract": demo.to_dict(orient="records")}
-    write_outputs(params, metrics, tables, figs, history)
-    return {"data": data, "results": results, "summary": summary, "history": history, "success": success,
-            "ablations": abl, "contract": demo, "gates": frame}
-
-
 # --------------------------------------------------------------------------- reading a sweep
 
 SWEEP_METRICS = {"test_aupr": "models.*.test_aupr", "gap": "models.*.gap"}
