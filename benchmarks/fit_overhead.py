@@ -20,7 +20,8 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 
 from latentlab import train
-from latentlab.models.autoencoder import AutoEncoder
+from latentlab.h2.losses import AutoEncoderObjective
+from latentlab.h2.model import AutoEncoder
 
 
 def make_batches(cells: int, genes: int, batch_size: int, seed: int = 0) -> list[dict[str, torch.Tensor]]:
@@ -47,7 +48,7 @@ def bare_loop(model: AutoEncoder, batches: list, epochs: int, lr: float, device:
 
 
 def fit_loop(model: AutoEncoder, batches: list, epochs: int, lr: float, device: torch.device) -> None:
-    train.fit(model, batches, weights={"recon": 1.0}, epochs=epochs, lr=lr, progress=False, device=device)
+    train.fit(AutoEncoderObjective(model), batches, weights={"recon": 1.0}, epochs=epochs, lr=lr, progress=False, device=device)
 
 
 def timed(run, genes: int, batches: list, epochs: int, lr: float, seed: int, device: torch.device) -> float:

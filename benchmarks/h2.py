@@ -70,8 +70,8 @@ def compare(against: str, preset: str, repeats: int) -> None:
 
 def ae_epoch(n_cells: int, n_genes: int, batch_size: int = 64) -> dict:
     """One AE epoch on simulated sparse counts; memory above the loaded data."""
-    from latentlab.data.scrna import ScrnaSimulation, simulate_counts
-    from latentlab.studies import h2
+    from latentlab.h2 import pipeline as h2
+    from latentlab.h2.data import ScrnaSimulation, simulate_counts
 
     params = h2.H2Params.from_preset("standard", n_cells=n_cells, n_genes=n_genes, epochs=1,
                                      batch_size=batch_size, progress=False)

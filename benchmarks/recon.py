@@ -26,8 +26,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from latentlab.data import haplotypes as hp
-from latentlab.studies import recon
+from latentlab.recon import data as hp
+from latentlab.recon import pipeline as recon
 
 
 def panel_files(n_panel: int, n_target: int, length_bp: int, typed_share: float | None, out: Path,

@@ -20,10 +20,10 @@ import pandas as pd
 import torch
 from memory import PeakSampler  # benchmarks/memory.py (this directory is on sys.path)
 
-from latentlab import diagnostics as dg
 from latentlab import train
-from latentlab.data import clinical
-from latentlab.studies import setvae as S
+from latentlab.setvae import data as clinical
+from latentlab.setvae import diagnostics as dg
+from latentlab.setvae import pipeline as S
 
 
 def measure(label: str, preset: str, overrides: dict, steps: int) -> dict:

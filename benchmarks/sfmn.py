@@ -22,7 +22,7 @@ from memory import PeakSampler  # benchmarks/memory.py (this directory is on sys
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 from latentlab import train
-from latentlab.studies import sfmn as S
+from latentlab.sfmn import pipeline as S
 
 
 def prepare(preset: str, overrides: dict, directory: str):
@@ -61,7 +61,7 @@ def throughput(kind: str, encoder: str, params, data, steps: int) -> dict:
     with PeakSampler() as mem, warnings.catch_warnings():
         warnings.simplefilter("ignore")
         started = time.perf_counter()
-        train.fit(model, first_batches, weights=weights, epochs=1, lr=p.lr, progress=False)
+        train.fit(S.objective_for(model, p), first_batches, weights=weights, epochs=1, lr=p.lr, progress=False)
         seconds = time.perf_counter() - started
     n = steps * p.cells_per_batch * p.samples_per_cell
     return {"model": kind, "encoder": encoder, "steps": steps, "pairs_per_s": n / seconds,

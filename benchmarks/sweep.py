@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from latentlab import sweep
+from latentlab.sweep import run as sweep_run
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK = ROOT / "notebooks" / "01_h2_leakage.ipynb"
@@ -41,7 +41,7 @@ def main() -> None:
         grid = grid_file(Path(tmp), n_seeds)
         for workers in (1, 2):
             started = time.perf_counter()
-            status = sweep.run_sweep(NOTEBOOK, grid, out_dir=Path(tmp) / f"w{workers}", workers=workers)
+            status = sweep_run.run_sweep(NOTEBOOK, grid, out_dir=Path(tmp) / f"w{workers}", workers=workers)
             seconds = time.perf_counter() - started
             rows.append({"points": len(status), "workers": workers, "ok": int(status.ok.sum()),
                          "wall_s": seconds, "mean_point_s": status.seconds.mean()})

@@ -58,8 +58,8 @@ import time
 import pandas as pd
 from IPython.display import Markdown, display
 
-from latentlab import plots
-from latentlab.studies import h2
+from latentlab.h2 import plots
+from latentlab.h2 import pipeline as h2
 
 started = time.perf_counter()
 params = h2.H2Params.from_namespace(globals())
@@ -256,17 +256,9 @@ display(Markdown("\n".join(f"- {line}" for line in findings)))
 # per method, mean ± sd over the sweep's seeds. With `sweep_results` empty (the default) it only says how.
 
 # %% tags=["nbval-check-output"]
-from latentlab import sweep
-from latentlab.plots import sweep as sweep_plots
+from latentlab.sweep.notebook import show_sweep
 
-if params.sweep_results:
-    swept = sweep.load_results(params.sweep_results, study=h2.H2Params)
-    swept_summary = h2.sweep_leakage(swept)
-    print(f"{len(swept)} grid points read from {params.sweep_results}; held-out linear-probe AUC, mean ± sd:")
-    display(h2.sweep_table(swept_summary))
-    display(sweep_plots.summary_chart(swept_summary, color="method",
-                                      title="Sweep: leakage and biology per method, mean ± sd over seeds"))
-else:
-    print("No sweep read (sweep_results is empty). Make one with\n"
-          "  latentlab sweep notebooks/01_h2_leakage.ipynb --grid params/h2_weights.yaml\n"
-          "then rerun this notebook with -p sweep_results runs/sweeps/h2_weights")
+swept_summary = show_sweep(params.sweep_results, study=h2.H2Params, notebook="01_h2_leakage.ipynb",
+                           grid="params/h2_weights.yaml", summarise=h2.sweep_leakage, table=h2.sweep_table,
+                           heading="; held-out linear-probe AUC, mean ± sd:", color="method",
+                           title="Sweep: leakage and biology per method, mean ± sd over seeds")

@@ -85,9 +85,9 @@ import numpy as np
 import pandas as pd
 from IPython.display import Markdown, display
 
-from latentlab.plots import sfmn as plots
-from latentlab.studies import sfmn as S
-from latentlab.widgets import gate_explorer
+from latentlab.sfmn import plots
+from latentlab.sfmn import pipeline as S
+from latentlab.sfmn.widgets import gate_explorer
 
 started = time.perf_counter()
 params = S.SFMNParams.from_namespace(globals())
@@ -311,17 +311,8 @@ print(f"wrote {out} in {metrics['seconds']:.0f} s")
 # only says how.
 
 # %% tags=["nbval-check-output"]
-from latentlab import sweep
-from latentlab.plots import sweep as sweep_plots
+from latentlab.sweep.notebook import show_sweep
 
-if params.sweep_results:
-    swept = sweep.load_results(params.sweep_results, study=S.SFMNParams)
-    swept_summary = S.sweep_models(swept)
-    print(f"{len(swept)} grid points read from {params.sweep_results}")
-    display(sweep.format_summary(swept_summary))
-    display(sweep_plots.summary_chart(swept_summary, color="model",
-                                      title="Sweep: held-out AUPR and gap per model, mean ± sd over seeds"))
-else:
-    print("No sweep read (sweep_results is empty). Make one with\n"
-          "  latentlab sweep notebooks/02_sfmn.ipynb --grid <grid>.yaml\n"
-          "then rerun this notebook with -p sweep_results runs/sweeps/<grid>")
+swept_summary = show_sweep(params.sweep_results, study=S.SFMNParams, notebook="02_sfmn.ipynb", grid=None,
+                           summarise=S.sweep_models, color="model",
+                           title="Sweep: held-out AUPR and gap per model, mean ± sd over seeds")

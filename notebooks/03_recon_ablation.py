@@ -77,8 +77,8 @@ import time
 import pandas as pd
 from IPython.display import Markdown, display
 
-from latentlab.plots import recon as rplots
-from latentlab.studies import recon
+from latentlab.recon import plots as rplots
+from latentlab.recon import pipeline as recon
 
 started = time.perf_counter()
 params = recon.ReconParams.from_namespace(globals())
@@ -264,17 +264,9 @@ display(Markdown("\n".join(f"- {line}" for line in findings)))
 # ALT-F1, mean ± sd over the sweep's seeds. With `sweep_results` empty (the default) it only says how to make one.
 
 # %% tags=["nbval-check-output"]
-from latentlab import sweep
-from latentlab.plots import sweep as sweep_plots
+from latentlab.sweep.notebook import show_sweep
 
-if params.sweep_results:
-    swept = sweep.load_results(params.sweep_results, study=recon.ReconParams)
-    swept_summary = recon.sweep_summary(swept)
-    print(f"{len(swept)} grid points read from {params.sweep_results}")
-    display(recon.sweep_table(swept_summary))
-    display(sweep_plots.summary_chart(swept_summary, x="arm", color="gamma",
-                                      title="Sweep: ALT-F1 per arm and γ, mean ± sd over seeds"))
-else:
-    print("No sweep read (sweep_results is empty). Make one with\n"
-          "  latentlab sweep notebooks/03_recon_ablation.ipynb --grid params/recon_ablation.yaml\n"
-          "then rerun this notebook with -p sweep_results runs/sweeps/recon_ablation")
+swept_summary = show_sweep(params.sweep_results, study=recon.ReconParams, notebook="03_recon_ablation.ipynb",
+                           grid="params/recon_ablation.yaml", summarise=recon.sweep_summary,
+                           table=recon.sweep_table, x="arm", color="gamma",
+                           title="Sweep: ALT-F1 per arm and γ, mean ± sd over seeds")

@@ -51,7 +51,7 @@ set_window_minutes = None  # "auto": widen sets until the median stay fits in ma
 epochs = None
 min_updates = None  # at least this many optimiser steps per run
 seeds = None
-ablation = None  # list of fix names (see latentlab.studies.setvae.FIXES)
+ablation = None  # list of fix names (see latentlab.setvae.pipeline.FIXES)
 extras = None
 references = None  # which of "before (seed)", "after (seed)" to train ([] in sweeps of the ablation)
 sweep_results = ""  # a sweep directory or its results.csv (see "Reading a sweep" at the end)
@@ -66,8 +66,8 @@ import time
 import pandas as pd
 from IPython.display import Markdown, display
 
-from latentlab.plots import setvae as plots
-from latentlab.studies import setvae as S
+from latentlab.setvae import plots
+from latentlab.setvae import pipeline as S
 
 started = time.perf_counter()
 params = S.SetVAEParams.from_namespace(globals())
@@ -243,17 +243,8 @@ print(f"total {metrics['seconds']:.1f} s")
 # seed also redraws the simulated stays and the split). With `sweep_results` empty it only says how to make one.
 
 # %% tags=["nbval-check-output"]
-from latentlab import sweep
-from latentlab.plots import sweep as sweep_plots
+from latentlab.sweep.notebook import show_sweep
 
-if params.sweep_results:
-    swept = sweep.load_results(params.sweep_results, study=S.SetVAEParams)
-    swept_summary = S.sweep_ablation(swept)
-    print(f"{len(swept)} grid points read from {params.sweep_results}")
-    display(S.sweep_table(swept_summary))
-    display(sweep_plots.summary_chart(swept_summary, x="configuration",
-                                      title="Sweep: one fix off at a time, mean ± sd over seeds"))
-else:
-    print("No sweep read (sweep_results is empty). Make one with\n"
-          "  latentlab sweep notebooks/04_setvae_collapse.ipynb --grid params/setvae_ablation.yaml\n"
-          "then rerun this notebook with -p sweep_results runs/sweeps/setvae_ablation")
+swept_summary = show_sweep(params.sweep_results, study=S.SetVAEParams, notebook="04_setvae_collapse.ipynb",
+                           grid="params/setvae_ablation.yaml", summarise=S.sweep_ablation, table=S.sweep_table,
+                           x="configuration", title="Sweep: one fix off at a time, mean ± sd over seeds")

@@ -13,11 +13,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from latentlab import plots
-from latentlab.plots import recon as recon_plots
-from latentlab.plots import setvae as setvae_plots
-from latentlab.plots import sfmn as sfmn_plots
-from latentlab.plots import sweep as sweep_plots
+from latentlab.h2 import plots
+from latentlab.recon import plots as recon_plots
+from latentlab.setvae import plots as setvae_plots
+from latentlab.sfmn import plots as sfmn_plots
+from latentlab.sweep import plots as sweep_plots
 
 RNG = np.random.default_rng(0)
 

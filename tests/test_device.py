@@ -12,9 +12,10 @@ import scipy.sparse as sp
 import torch
 
 from latentlab import train
-from latentlab.models.autoencoder import AutoEncoder
+from latentlab.h2 import pipeline as h2
+from latentlab.h2.losses import AutoEncoderObjective
+from latentlab.h2.model import AutoEncoder
 from latentlab.params import ParameterError
-from latentlab.studies import h2
 
 
 def _no_gpu(monkeypatch) -> None:
@@ -63,7 +64,7 @@ def test_fit_refuses_an_unavailable_device_before_training(monkeypatch):
     before = {k: v.clone() for k, v in model.state_dict().items()}
     batches = [{"x": torch.rand(8, 20), "context": torch.zeros(8, dtype=torch.long)}]
     with pytest.raises(train.DeviceError, match="device='cuda'"):
-        train.fit(model, batches, weights={"recon": 1.0}, epochs=1, progress=False, device="cuda")
+        train.fit(AutoEncoderObjective(model), batches, weights={"recon": 1.0}, epochs=1, progress=False, device="cuda")
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
 
 
@@ -83,7 +84,7 @@ def _trained(device: str | None, seed: int = 3):
     batches = train.minibatches(96, 16, seed)
     data = lambda epoch: ({"x": x[i], "context": torch.zeros(len(i), dtype=torch.long)} for i in batches(epoch))  # noqa: E731
     kwargs = {} if device is None else {"device": device}
-    result = train.fit(model, data, weights={"recon": 1.0}, epochs=3, seed=seed, progress=False, **kwargs)
+    result = train.fit(AutoEncoderObjective(model), data, weights={"recon": 1.0}, epochs=3, seed=seed, progress=False, **kwargs)
     return model, result.history
 
 
@@ -123,7 +124,7 @@ def test_a_checkpoint_is_read_onto_the_cpu(tmp_path, monkeypatch):
     path = tmp_path / "ckpt.pt"
     model = AutoEncoder(10, latent=2)
     batches = [{"x": torch.rand(4, 10), "context": torch.zeros(4, dtype=torch.long)}]
-    train.fit(model, batches, weights={"recon": 1.0}, epochs=1, progress=False, checkpoint_path=path, device="cpu")
+    train.fit(AutoEncoderObjective(model), batches, weights={"recon": 1.0}, epochs=1, progress=False, checkpoint_path=path, device="cpu")
     seen = {}
     real_load = torch.load
 
@@ -141,7 +142,7 @@ def test_a_checkpoint_is_read_onto_the_cpu(tmp_path, monkeypatch):
 def test_every_study_takes_a_device_with_the_same_validation(monkeypatch, module, params_class):
     import importlib
 
-    cls = getattr(importlib.import_module(f"latentlab.studies.{module}"), params_class)
+    cls = getattr(importlib.import_module(f"latentlab.{module}.pipeline"), params_class)
     _no_gpu(monkeypatch)
     assert cls.from_preset("quick").device == "auto"
     assert cls.from_preset("quick", device="cpu").device == "cpu"

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from latentlab.data import scrna_fixtures
+from latentlab.h2 import fixtures as scrna_fixtures
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK = ROOT / "notebooks/01_h2_leakage.ipynb"

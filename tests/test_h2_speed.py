@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from latentlab import metrics
+from latentlab.h2 import metrics
 
 
 def test_neighbourhood_agreement_equals_the_set_overlap_per_cell():

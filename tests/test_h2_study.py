@@ -7,9 +7,9 @@ import json
 import numpy as np
 import pytest
 
-from latentlab import plots
-from latentlab.probes import SplitError
-from latentlab.studies import h2
+from latentlab.h2 import pipeline as h2
+from latentlab.h2 import plots
+from latentlab.h2.probes import SplitError
 
 
 def small_params(tmp_path, **overrides):

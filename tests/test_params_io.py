@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 
 from latentlab import io
+from latentlab.h2.pipeline import H2Params
 from latentlab.params import ParameterError
-from latentlab.studies.h2 import H2Params
 
 
 def test_presets_differ_in_size():

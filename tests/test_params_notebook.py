@@ -26,7 +26,7 @@ epochs = None
 arms = None
 """
 READ = """\
-from latentlab.studies.recon import ReconParams  # the lightest study module to import
+from latentlab.recon.pipeline import ReconParams  # the lightest study module to import
 params = ReconParams.from_namespace(globals())
 print("read", params.data, params.epochs, params.arms)
 """
@@ -89,10 +89,10 @@ def test_a_typo_fails_a_real_study_notebook(tmp_path, notebook, typo, nearest):
     assert f"did you mean '{nearest}'?" in result.stderr
 
 
-STUDY_PARAMS = {"01_h2_leakage": ("latentlab.studies.h2", "H2Params"),
-                "02_sfmn": ("latentlab.studies.sfmn", "SFMNParams"),
-                "03_recon_ablation": ("latentlab.studies.recon", "ReconParams"),
-                "04_setvae_collapse": ("latentlab.studies.setvae", "SetVAEParams")}
+STUDY_PARAMS = {"01_h2_leakage": ("latentlab.h2.pipeline", "H2Params"),
+                "02_sfmn": ("latentlab.sfmn.pipeline", "SFMNParams"),
+                "03_recon_ablation": ("latentlab.recon.pipeline", "ReconParams"),
+                "04_setvae_collapse": ("latentlab.setvae.pipeline", "SetVAEParams")}
 
 
 def names_bound(source: str) -> set[str]:

@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from latentlab.probes import SplitError, holdout_split, random_split, run_probe
-from latentlab.studies import h2
+from latentlab.h2 import pipeline as h2
+from latentlab.h2.probes import SplitError, holdout_split, random_split, run_probe
 
 
 def simulated_embeddings(chip_effect: float, *, ae: bool = False):
@@ -84,7 +84,7 @@ def test_p_value_floor_is_reported_with_the_table():
 
 def _looped_bootstrap(y, proba, classes, n_boot, seed):
     """The per-resample sklearn loop the vectorised bootstrap replaces (the reference it must equal)."""
-    from latentlab.probes import METRICS, score
+    from latentlab.h2.probes import METRICS, score
 
     rng = np.random.default_rng(seed)
     draws = {m: [] for m in METRICS}
@@ -99,7 +99,7 @@ def _looped_bootstrap(y, proba, classes, n_boot, seed):
 def test_vectorised_bootstrap_equals_the_sklearn_loop(n, ties):
     """Every resample's accuracy, balanced accuracy, AUC (with tied scores) and F1 as sklearn scores it;
     tiny n gives one-class resamples (AUC NaN, balanced accuracy over the class present)."""
-    from latentlab.probes import _binary_bootstrap_scores
+    from latentlab.h2.probes import _binary_bootstrap_scores
 
     rng = np.random.default_rng(5)
     classes = np.array(["a", "b"])
@@ -117,7 +117,7 @@ def test_vectorised_bootstrap_equals_the_sklearn_loop(n, ties):
 @pytest.mark.parametrize("kind", ["linear", "knn"])
 def test_permutation_null_equals_refitting_the_whole_probe_each_time(kind):
     """The cached scaler / neighbours give the very numbers a full refit per permutation gives."""
-    from latentlab.probes import METRICS, Split, _permutation_null, make_probe, score
+    from latentlab.h2.probes import METRICS, Split, _permutation_null, make_probe, score
 
     rng = np.random.default_rng(2)
     z = rng.normal(size=(150, 5)) * [1, 5, 0.1, 2, 1]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from latentlab.data import haplotypes as hp
+from latentlab.recon import data as hp
 
 
 @pytest.fixture(scope="module")

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from latentlab.data import haplotypes as hp
-from latentlab.models.imputer import BertRagImputer, ImputerConfig
-from latentlab.studies import recon
+from latentlab.recon import data as hp
+from latentlab.recon import pipeline as recon
+from latentlab.recon.model import BertRagImputer, ImputerConfig
 
 
 def _windows(n_sites: int = 150, window: int = 32) -> recon.WindowSet:

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from latentlab import train
-from latentlab.losses import recon as rl
-from latentlab.models.imputer import BertRagImputer, ImputerConfig
+from latentlab.recon import losses as rl
+from latentlab.recon.model import BertRagImputer, ImputerConfig
 from latentlab.train import ContractError, StepContext
 
 L, K = 8, 3

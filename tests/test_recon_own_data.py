@@ -13,9 +13,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from latentlab.data import haplotypes as hp
-from latentlab.data import vcf_fixture
-from latentlab.studies import recon
+from latentlab.recon import data as hp
+from latentlab.recon import fixtures as vcf_fixture
+from latentlab.recon import pipeline as recon
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK = ROOT / "notebooks" / "03_recon_ablation.ipynb"

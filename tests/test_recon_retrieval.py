@@ -8,10 +8,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from latentlab.data import haplotypes as hp
-from latentlab.data import matches as mt
 from latentlab.params import ParameterError
-from latentlab.studies import recon
+from latentlab.recon import data as hp
+from latentlab.recon import pipeline as recon
+from latentlab.recon import retrieval as mt
 
 # 12 sites at 100, 200, ..., 1200 bp; sites 1, 4, 7, 10 are typed (positions 200, 500, 800, 1100)
 POS = np.arange(1, 13) * 100

@@ -8,9 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from latentlab.data import haplotypes as hp
 from latentlab.params import ParameterError
-from latentlab.studies import recon
+from latentlab.recon import data as hp
+from latentlab.recon import pipeline as recon
 
 
 @pytest.fixture(scope="module")

@@ -16,8 +16,9 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
-from latentlab.data import scrna, scrna_fixtures
-from latentlab.data.scrna import DataError
+from latentlab.h2 import data as scrna
+from latentlab.h2 import fixtures as scrna_fixtures
+from latentlab.h2.data import DataError
 
 KEYS = dict(context_key="chip_id", condition_key="donor", biology_key="celltype")
 

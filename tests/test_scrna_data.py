@@ -8,8 +8,8 @@ import pytest
 import scipy.io
 import scipy.sparse as sp
 
-from latentlab.data import scrna
-from latentlab.data.scrna import DataError
+from latentlab.h2 import data as scrna
+from latentlab.h2.data import DataError
 
 
 @pytest.fixture(scope="module")

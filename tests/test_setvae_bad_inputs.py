@@ -8,7 +8,7 @@ import re
 
 import pytest
 
-from latentlab.data import clinical as c
+from latentlab.setvae import data as c
 
 HEADER = "Time,Parameter,Value\n"
 

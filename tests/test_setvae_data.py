@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from latentlab.data import clinical as c
+from latentlab.setvae import data as c
 
 
 @pytest.fixture(scope="module")

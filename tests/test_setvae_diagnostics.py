@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from latentlab import diagnostics as dg
-from latentlab.studies import setvae as S
+from latentlab.setvae import diagnostics as dg
+from latentlab.setvae import pipeline as S
 
 
 def test_active_units_hand_values():
@@ -73,7 +73,7 @@ def test_diagnosis_collapsed_when_decoder_ignores_z_and_healthy_when_it_uses_it(
     params, prep = tiny
     import dataclasses
 
-    from latentlab.models.setvae import SetVAEConfig
+    from latentlab.setvae.model import SetVAEConfig
 
     def with_decoder(decoder_input):
         original = S.build_model

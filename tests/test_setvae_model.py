@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from latentlab import train
-from latentlab.losses.setvae import (
+from latentlab.setvae.losses import (
     LossConfig,
     SetVAEObjective,
     beta_schedule,
@@ -18,7 +18,7 @@ from latentlab.losses.setvae import (
     smoothed_bce,
     task_weight,
 )
-from latentlab.models.setvae import HierarchicalSetVAE, SetVAEConfig, causal_mask, gaussian_kl
+from latentlab.setvae.model import HierarchicalSetVAE, SetVAEConfig, causal_mask, gaussian_kl
 from latentlab.train import StepContext
 
 

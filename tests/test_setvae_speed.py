@@ -8,8 +8,8 @@ import math
 import numpy as np
 import torch
 
-from latentlab import diagnostics as dg
-from latentlab.models.setvae import PackedRows, SetEncoder, SetVAEConfig
+from latentlab.setvae import diagnostics as dg
+from latentlab.setvae.model import PackedRows, SetEncoder, SetVAEConfig
 
 
 def _sets(seed: int = 0, s: int = 40, k: int = 9) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -95,7 +95,7 @@ def test_level_stats_without_mi_keeps_every_other_number():
 def test_rerun_into_the_same_output_dir_never_reads_an_earlier_simulation(tmp_path):
     """The simulated stays are written to output_dir/data and read back: a second run with fewer stays or
     another seed must read only its own (it used to find the first run's extra files and stop)."""
-    from latentlab.studies import setvae as S
+    from latentlab.setvae import pipeline as S
 
     first = S.load(S.SetVAEParams.from_preset("quick", output_dir=str(tmp_path), n_stays=60, seed=0))
     second = S.load(S.SetVAEParams.from_preset("quick", output_dir=str(tmp_path), n_stays=50, seed=1))

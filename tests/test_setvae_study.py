@@ -11,7 +11,7 @@ import pytest
 
 from latentlab import train
 from latentlab.params import ParameterError
-from latentlab.studies import setvae as S
+from latentlab.setvae import pipeline as S
 
 
 def test_presets_and_validation():

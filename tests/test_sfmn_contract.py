@@ -13,8 +13,8 @@ import pytest
 import torch
 
 from latentlab import train
-from latentlab.models import sfmn as M
-from latentlab.studies import sfmn as S
+from latentlab.sfmn import model as M
+from latentlab.sfmn import pipeline as S
 
 
 @pytest.fixture(scope="module")
@@ -89,7 +89,7 @@ def test_energy_model_under_sfmn_name_fails_in_the_real_training_path(setup):
     # and were the gate check skipped, the seed-000 failure (weights logged, never used) is caught too
     batch = next(iter(S.Batches(inputs, split.train_rows, 4, 16, 0)(0)))
     with pytest.raises(train.ContractError, match=r"\['align', 'entropy', 'smooth', 'sparse'\] are read by no"):
-        train.check_contract(model, batch, S.design_weights("sfmn", params))
+        train.check_contract(S.objective_for(model, params), batch, S.design_weights("sfmn", params))
 
 
 def test_energy_model_passes_its_own_design(setup):

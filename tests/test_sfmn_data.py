@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from latentlab.data import epi
+from latentlab.sfmn import data as epi
 
 SMALL = epi.EpiSimulation(n_cell_lines=5, n_motifs=6, n_enhancers=300, n_promoters=120, pairs_per_cell_line=300,
                           enhancer_len=150, promoter_len=120, seed=1)

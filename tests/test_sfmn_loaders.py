@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from latentlab.data import epi
+from latentlab.sfmn import data as epi
 
 COORD_HEADER = "cell_line\tlabel\tenhancer_chrom\tenhancer_start\tenhancer_end\tpromoter_chrom\tpromoter_start\tpromoter_end"
 GENOME = {"chr1": "ACGTTGCA" * 30, "chr2": "GGGCCCAATT" * 20}  # 240 bp, 200 bp

@@ -6,7 +6,7 @@ import entmax
 import pytest
 import torch
 
-from latentlab.losses import sfmn as L
+from latentlab.sfmn import losses as L
 
 
 def test_immax_is_finite_on_extreme_logits_and_matches_its_formula():

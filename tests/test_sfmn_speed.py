@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-from latentlab.studies.sfmn import binary_auroc_aupr, per_cell_scores
+from latentlab.sfmn.pipeline import binary_auroc_aupr, per_cell_scores
 
 
 @pytest.mark.parametrize("ties", [False, True])

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from latentlab.data import epi
 from latentlab.params import ParameterError
-from latentlab.studies import sfmn as S
-from latentlab.widgets import GateExplorer, gate_explorer
+from latentlab.sfmn import data as epi
+from latentlab.sfmn import pipeline as S
+from latentlab.sfmn.widgets import GateExplorer, gate_explorer
 
 
 @pytest.fixture(scope="module")

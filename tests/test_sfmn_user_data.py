@@ -8,9 +8,9 @@ import warnings
 import numpy as np
 import pytest
 
-from latentlab.data import epi
 from latentlab.params import ParameterError
-from latentlab.studies import sfmn as S
+from latentlab.sfmn import data as epi
+from latentlab.sfmn import pipeline as S
 
 
 def user_files(tmp_path, n_cells=3, names=("Alpha", "Beta", "Gamma")):

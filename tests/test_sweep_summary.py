@@ -11,14 +11,19 @@ import math
 from pathlib import Path
 
 import altair as alt
+import IPython.display
 import nbformat
 import numpy as np
 import pandas as pd
 import pytest
 
-from latentlab import sweep
-from latentlab.plots import sweep as sweep_plots
-from latentlab.studies import h2, recon, setvae, sfmn
+from latentlab.h2 import pipeline as h2
+from latentlab.recon import pipeline as recon
+from latentlab.setvae import pipeline as setvae
+from latentlab.sfmn import pipeline as sfmn
+from latentlab.sweep import grid as sweep_grid
+from latentlab.sweep import plots as sweep_plots
+from latentlab.sweep import results as sweeps
 
 ROOT = Path(__file__).parents[1]
 
@@ -49,7 +54,7 @@ def hand_table() -> pd.DataFrame:
 
 
 def test_summary_is_mean_sd_and_n_over_seeds_per_other_axes():
-    summary = sweep.summarise(hand_table())
+    summary = sweeps.summarise(hand_table())
     assert list(summary.columns) == ["arms", "gammas", "metric", "mean", "sd", "n"]
     assert len(summary) == 2 * 2 * 3  # arms × gammas × the three default Study 3 metrics
     rare = summary[summary.metric == "run.f1_rare"].set_index(["arms", "gammas"])
@@ -64,23 +69,23 @@ def test_summary_is_mean_sd_and_n_over_seeds_per_other_axes():
 
 def test_summary_named_metrics_globs_booleans_and_no_axes():
     table = hand_table()
-    summary = sweep.summarise(table, ["verdicts.ok", "run.f1_r*"], by=[])
+    summary = sweeps.summarise(table, ["verdicts.ok", "run.f1_r*"], by=[])
     assert list(summary.columns) == ["metric", "mean", "sd", "n"]
     assert list(summary.metric) == ["verdicts.ok", "run.f1_rare"]
     ok = summary.set_index("metric").loc["verdicts.ok"]
     assert ok["mean"] == pytest.approx(4 / 12) and ok["n"] == 12  # a boolean averages to a share
-    one_seed = sweep.summarise(table[table["param.seed"] == 0], ["run.f1_rare"])
+    one_seed = sweeps.summarise(table[table["param.seed"] == 0], ["run.f1_rare"])
     assert one_seed["sd"].isna().all() and (one_seed["n"] == 1).all()  # one seed: no sd, not 0
 
 
 def test_summary_refuses_unknown_and_non_numeric_metrics():
     table = hand_table().assign(note="text")
-    with pytest.raises(sweep.ResultsError, match=r"metric 'run.f1_typo' matches no column"):
-        sweep.summarise(table, ["run.f1_typo"])
-    with pytest.raises(sweep.ResultsError, match=r"metric column 'note' is not numeric \(e.g. 'text'\)"):
-        sweep.summarise(table, ["note"])
-    with pytest.raises(sweep.ResultsError, match=r"cannot group by \['param.depth'\]"):
-        sweep.summarise(table, by=["param.depth"])
+    with pytest.raises(sweeps.ResultsError, match=r"metric 'run.f1_typo' matches no column"):
+        sweeps.summarise(table, ["run.f1_typo"])
+    with pytest.raises(sweeps.ResultsError, match=r"metric column 'note' is not numeric \(e.g. 'text'\)"):
+        sweeps.summarise(table, ["note"])
+    with pytest.raises(sweeps.ResultsError, match=r"cannot group by \['param.depth'\]"):
+        sweeps.summarise(table, by=["param.depth"])
 
 
 @pytest.mark.parametrize("columns, expected", [
@@ -95,17 +100,17 @@ def test_summary_refuses_unknown_and_non_numeric_metrics():
 def test_default_metrics_per_study(columns, expected):
     table = pd.DataFrame({c: [1.0, 2.0] for c in columns}).assign(**{"point": ["a", "b"], "param.seed": [0, 1]})
     table["constant"] = 1.0
-    assert sweep.default_metrics(table) == expected
+    assert sweeps.default_metrics(table) == expected
 
 
 def test_no_metric_to_summarise_is_an_error():
     table = pd.DataFrame({"point": ["a", "b"], "param.seed": [0, 1], "seconds": [1.0, 2.0], "label": ["x", "y"]})
-    with pytest.raises(sweep.ResultsError, match="no numeric metric column in the sweep's table"):
-        sweep.default_metrics(table)
+    with pytest.raises(sweeps.ResultsError, match="no numeric metric column in the sweep's table"):
+        sweeps.default_metrics(table)
 
 
 def test_format_summary_is_one_row_per_configuration():
-    wide = sweep.format_summary(sweep.summarise(hand_table()))
+    wide = sweeps.format_summary(sweeps.summarise(hand_table()))
     assert list(wide.columns) == ["arms", "gammas", "run.f1_overall", "run.f1_rare", "run.f1_common", "n"]
     row = wide[(wide.arms == "A") & (wide.gammas == 5.0)].iloc[0]
     assert row["run.f1_rare"] == "0.500 ± 0.100" and row["n"] == 3
@@ -115,16 +120,16 @@ def test_unstack_metrics_turns_per_model_columns_into_rows():
     table = pd.DataFrame({"point": ["p0", "p1"], "param.seeds": [0, 1], "models.sfmn.test_aupr": [0.3, 0.4],
                           "models.erm.test_aupr": [0.2, 0.25], "models.sfmn.gap": [0.1, 0.2],
                           "models.erm.gap": [0.05, math.nan]})
-    long = sweep.unstack_metrics(table, {"aupr": "models.*.test_aupr", "gap": "models.*.gap"}, key="model")
+    long = sweeps.unstack_metrics(table, {"aupr": "models.*.test_aupr", "gap": "models.*.gap"}, key="model")
     assert len(long) == 4 and set(long.model) == {"sfmn", "erm"}
     assert long.set_index(["point", "model"]).loc[("p1", "erm"), "aupr"] == 0.25
-    with pytest.raises(sweep.ResultsError, match=r"no column of the results table matches 'models.\*.auroc'"):
-        sweep.unstack_metrics(table, {"auroc": "models.*.auroc"}, key="model")
+    with pytest.raises(sweeps.ResultsError, match=r"no column of the results table matches 'models.\*.auroc'"):
+        sweeps.unstack_metrics(table, {"auroc": "models.*.auroc"}, key="model")
 
 
 @pytest.mark.parametrize("by", [["param.arms", "param.gammas"], ["param.gammas"], ["param.arms"], []])
 def test_summary_chart_has_a_panel_per_metric(by):
-    summary = sweep.summarise(hand_table(), by=by)
+    summary = sweeps.summarise(hand_table(), by=by)
     spec = vega_lite(sweep_plots.summary_chart(summary))
     assert spec["facet"]["field"] == "metric" and len(spec["spec"]["layer"]) >= 2
     assert "Sweep summary" in str(spec["title"])
@@ -136,18 +141,18 @@ def test_summary_chart_has_a_panel_per_metric(by):
 def test_grid_metrics_key_is_validated(tmp_path):
     path = tmp_path / "g.yaml"
     path.write_text("grid: {x: [1]}\nmetrics: [square, 'nested.*']\n")
-    assert sweep.read_grid(path).metrics == ["square", "nested.*"]
+    assert sweep_grid.read_grid(path).metrics == ["square", "nested.*"]
     path.write_text("grid: {x: [1]}\nmetrics: square\n")
-    with pytest.raises(sweep.GridError, match="'metrics' must be a non-empty list"):
-        sweep.read_grid(path)
+    with pytest.raises(sweep_grid.GridError, match="'metrics' must be a non-empty list"):
+        sweep_grid.read_grid(path)
     path.write_text("grid: {x: [1]}\nmetrics: []\n")
-    with pytest.raises(sweep.GridError, match="'metrics' must be a non-empty list"):
-        sweep.read_grid(path)
+    with pytest.raises(sweep_grid.GridError, match="'metrics' must be a non-empty list"):
+        sweep_grid.read_grid(path)
 
 
 def fake_point(sweep_dir: Path, parameters: dict, metrics: dict) -> None:
     """A finished point as run_sweep leaves it (done.json + the study's metrics.json), without papermill."""
-    point = sweep_dir / sweep.GridPoint(parameters).key
+    point = sweep_dir / sweep_grid.GridPoint(parameters).key
     point.mkdir(parents=True)
     (point / "metrics.json").write_text(json.dumps({"params": parameters, **metrics}))
     (point / "done.json").write_text(json.dumps({"parameters": parameters, "seconds": 1.0}))
@@ -161,13 +166,13 @@ def test_collect_flattens_list_parameters_and_writes_the_summary(tmp_path):
                        {"run": {"arm": arm, "gamma": 5.0, "f1_rare": 0.5 + seed / 10, "f1_common": 0.9,
                                 "f1_overall": 0.8}, "summary": [{"arm": arm}]})
     (out / "grid.yaml").write_text("grid: {arms: [[A], [C]], seed: [0, 1]}\nmetrics: [run.f1_rare]\n")
-    table = sweep.collect(out)
+    table = sweeps.collect(out)
     assert sorted(table["param.arms"]) == ["A", "A", "C", "C"] and set(table["param.gammas"]) == {5.0}
     summary = pd.read_csv(out / "summary.csv")
     assert list(summary.metric.unique()) == ["run.f1_rare"]  # the grid's metrics: key wins over the defaults
     assert summary["mean"].tolist() == pytest.approx([0.55, 0.55]) and summary["n"].tolist() == [2, 2]
     assert (out / "summary.png").stat().st_size > 0 and (out / "summary.html").exists()
-    reread = sweep.load_results(out, study=recon.ReconParams)
+    reread = sweeps.load_results(out, study=recon.ReconParams)
     assert reread["param.arms"].tolist() == table["param.arms"].tolist()
 
 
@@ -175,8 +180,8 @@ def test_collect_with_a_metric_the_grid_names_wrongly_keeps_the_results(tmp_path
     out = tmp_path / "sweep"
     fake_point(out, {"x": 1, "seed": 0}, {"square": 1})
     (out / "grid.yaml").write_text("grid: {x: [1]}\nmetrics: [cube]\n")
-    with pytest.raises(sweep.ResultsError, match="metric 'cube' matches no column"):
-        sweep.collect(out)
+    with pytest.raises(sweeps.ResultsError, match="metric 'cube' matches no column"):
+        sweeps.collect(out)
     assert (out / "results.csv").exists() and not (out / "summary.csv").exists()
 
 
@@ -205,28 +210,28 @@ def write(path: Path, text: str) -> Path:
     (lambda d: write(d / "results.parquet", "not parquet"), r"results.parquet: cannot be read as a results table"),
 ])
 def test_loader_errors_name_the_file_and_what_was_expected(tmp_path, make, message):
-    with pytest.raises(sweep.ResultsError, match=message):
-        sweep.load_results(make(tmp_path))
+    with pytest.raises(sweeps.ResultsError, match=message):
+        sweeps.load_results(make(tmp_path))
 
 
 def test_loader_refuses_another_studys_table_and_an_empty_path():
-    with pytest.raises(sweep.ResultsError, match=r"parameter column\(s\) \['chip_effect', 'n_boot', 'n_perm', 'scib'\] are not ReconParams"):
-        sweep.load_results(FIXTURES / "h2_weights", study=recon.ReconParams)
-    with pytest.raises(sweep.ResultsError, match="no sweep given"):
-        sweep.load_results("  ")
+    with pytest.raises(sweeps.ResultsError, match=r"parameter column\(s\) \['chip_effect', 'n_boot', 'n_perm', 'scib'\] are not ReconParams"):
+        sweeps.load_results(FIXTURES / "h2_weights", study=recon.ReconParams)
+    with pytest.raises(sweeps.ResultsError, match="no sweep given"):
+        sweeps.load_results("  ")
 
 
 def test_loader_reads_directory_csv_parquet_and_root_relative_paths(tmp_path, monkeypatch):
-    table = sweep.load_results(FIXTURES / "recon_ablation")
+    table = sweeps.load_results(FIXTURES / "recon_ablation")
     assert len(table) == 8
     table.astype({c: str for c in table.columns if table[c].dtype == object}).to_parquet(tmp_path / "results.parquet")
-    assert sweep.load_results(tmp_path).shape == table.shape
+    assert sweeps.load_results(tmp_path).shape == table.shape
     monkeypatch.chdir(tmp_path)  # as a notebook run from notebooks/: the path is the project's
-    assert len(sweep.load_results("tests/fixtures/sweeps/recon_ablation/results.csv")) == 8
+    assert len(sweeps.load_results("tests/fixtures/sweeps/recon_ablation/results.csv")) == 8
     old_style = tmp_path / "old" / "results.csv"
     old_style.parent.mkdir()
     pd.DataFrame({"point": ["p"], "param.arms": ["['A', 'B']"], "param.gammas": ["[5.0]"], "m": [1]}).to_csv(old_style)
-    old = sweep.load_results(old_style)
+    old = sweeps.load_results(old_style)
     assert old["param.arms"].iloc[0] == "A+B" and old["param.gammas"].iloc[0] == 5.0
 
 
@@ -234,7 +239,7 @@ def test_loader_reads_directory_csv_parquet_and_root_relative_paths(tmp_path, mo
 
 
 def test_study3_sweep_reads_as_arms_by_gamma_with_f1_over_seeds():
-    results = sweep.load_results(FIXTURES / "recon_ablation", study=recon.ReconParams)
+    results = sweeps.load_results(FIXTURES / "recon_ablation", study=recon.ReconParams)
     summary = recon.sweep_summary(results)
     assert set(summary.metric) == {"f1_rare", "f1_common", "f1_overall"} and (summary["n"] == 2).all()
     raw = results[(results["run.arm"] == "C") & (results["run.gamma"] == 2.5)]["run.f1_rare"]
@@ -246,8 +251,8 @@ def test_study3_sweep_reads_as_arms_by_gamma_with_f1_over_seeds():
 
 
 def test_study3_sweep_without_run_columns_says_what_is_needed():
-    results = sweep.load_results(FIXTURES / "recon_ablation").drop(columns=["run.f1_rare"])
-    with pytest.raises(sweep.ResultsError, match=r"no \['run.f1_rare'\] column\(s\): .*one arm at one γ"):
+    results = sweeps.load_results(FIXTURES / "recon_ablation").drop(columns=["run.f1_rare"])
+    with pytest.raises(sweeps.ResultsError, match=r"no \['run.f1_rare'\] column\(s\): .*one arm at one γ"):
         recon.sweep_summary(results)
 
 
@@ -259,7 +264,7 @@ def test_point_metrics_only_for_one_arm_at_one_gamma():
 
 
 def test_study4_sweep_reads_one_row_per_ablated_configuration():
-    results = sweep.load_results(FIXTURES / "setvae_ablation", study=setvae.SetVAEParams)
+    results = sweeps.load_results(FIXTURES / "setvae_ablation", study=setvae.SetVAEParams)
     summary = setvae.sweep_ablation(results)
     assert set(summary.configuration) == {"after − beta 0.5→0.1", "after − pre-norm"} and (summary["n"] == 2).all()
     assert set(summary.metric) == {"active_ratio", "kl_total", "auroc", "auprc", "collapsed_share"}
@@ -269,13 +274,13 @@ def test_study4_sweep_reads_one_row_per_ablated_configuration():
     table = setvae.sweep_table(summary)
     assert list(table.columns) == ["configuration", "active units", "KL nats/step", "auroc", "auprc",
                                    "share collapsed", "seeds"]
-    assert sweep.default_metrics(results) == ["run.active_ratio", "run.kl_total", "run.auroc", "run.collapsed_share"]
-    with pytest.raises(sweep.ResultsError, match=r"no \['run.auroc'\] column\(s\): .*exactly one configuration"):
+    assert sweeps.default_metrics(results) == ["run.active_ratio", "run.kl_total", "run.auroc", "run.collapsed_share"]
+    with pytest.raises(sweeps.ResultsError, match=r"no \['run.auroc'\] column\(s\): .*exactly one configuration"):
         setvae.sweep_ablation(results.drop(columns=["run.auroc"]))
 
 
 def test_study1_sweep_reads_leakage_per_method_against_chip_effect():
-    results = sweep.load_results(FIXTURES / "h2_weights", study=h2.H2Params)
+    results = sweeps.load_results(FIXTURES / "h2_weights", study=h2.H2Params)
     summary = h2.sweep_leakage(results, methods=["PCA", "AE"])
     assert list(summary.columns[:2]) == ["chip_effect", "method"] and (summary["n"] == 2).all()
     pca0 = results[results["param.chip_effect"] == 0.0]["leakage_auc.PCA"]
@@ -283,12 +288,12 @@ def test_study1_sweep_reads_leakage_per_method_against_chip_effect():
     assert row["mean"].iloc[0] == pytest.approx(pca0.mean())
     table = h2.sweep_table(summary)
     assert list(table.index) == ["AE", "PCA"] and list(table.columns) == [0.0, 0.3]
-    with pytest.raises(sweep.ResultsError, match=r"method\(s\) \['magic'\] not in the sweep"):
+    with pytest.raises(sweeps.ResultsError, match=r"method\(s\) \['magic'\] not in the sweep"):
         h2.sweep_leakage(results, methods=["magic"])
 
 
 def test_study2_sweep_reads_each_models_aupr_per_axis():
-    results = sweep.load_results(FIXTURES / "sfmn", study=sfmn.SFMNParams)
+    results = sweeps.load_results(FIXTURES / "sfmn", study=sfmn.SFMNParams)
     summary = sfmn.sweep_models(results)
     assert set(summary.metric) == {"test_aupr", "gap"} and "model" in summary.columns
     assert (summary["n"] == 2).all()  # the grid's seeds axis is what the summary aggregates over
@@ -313,10 +318,11 @@ SECTIONS = {
 
 
 @pytest.mark.parametrize("notebook", sorted(SECTIONS))
-def test_notebook_section_reads_a_sweep_and_skips_without_one(notebook, capsys):
+def test_notebook_section_reads_a_sweep_and_skips_without_one(notebook, capsys, monkeypatch):
     alias, params_cls, fixture, said = SECTIONS[notebook]
     module = {"h2": h2, "S": setvae if notebook.startswith("04") else sfmn, "recon": recon}[alias]
     shown: list = []
+    monkeypatch.setattr(IPython.display, "display", shown.append)  # what show_sweep displays with
     for value, expect in ((str(FIXTURES / fixture), said), ("", "No sweep read (sweep_results is empty)")):
         namespace = {alias: module, "display": shown.append,
                      "params": params_cls.from_preset("quick", sweep_results=value)}

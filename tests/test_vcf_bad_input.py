@@ -12,8 +12,8 @@ import re
 import numpy as np
 import pytest
 
-from latentlab.data import haplotypes as hp
-from latentlab.data import vcf_io
+from latentlab.recon import data as hp
+from latentlab.recon import vcf as vcf_io
 
 HEADER = ["##fileformat=VCFv4.2", "##contig=<ID=22>",
           '##FORMAT=<ID=GT,Number=1,Type=String,Description="Genotype">']

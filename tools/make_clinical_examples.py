@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from latentlab.data import clinical
+from latentlab.setvae import data as clinical
 
 LONG_COLUMNS = {"stay_id": "icustay", "time": "minutes_in", "variable": "item", "value": "valuenum"}
 

@@ -7,7 +7,7 @@ Then run the notebook on it exactly as on your own data (README, "Study 2 · You
 
 import argparse
 
-from latentlab.data import epi
+from latentlab.sfmn import data as epi
 
 
 def main() -> None:

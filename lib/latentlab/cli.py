@@ -28,19 +28,21 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "lab":
         return run_lab(args.root, args.port)
 
-    from latentlab import sweep as sweeps
+    from latentlab.sweep import grid as sweep_grid
+    from latentlab.sweep import results as sweeps
+    from latentlab.sweep import run as sweep_run
 
     try:
-        status = sweeps.run_sweep(args.notebook, args.grid, out_dir=args.out, scheduler=args.scheduler,
+        status = sweep_run.run_sweep(args.notebook, args.grid, out_dir=args.out, scheduler=args.scheduler,
                                   workers=args.workers, threads_per_worker=args.threads)
-    except sweeps.GridError as exc:
+    except sweep_grid.GridError as exc:
         print(f"latentlab sweep: {exc}", file=sys.stderr)
         return 2
     out = status.dir.map(lambda d: d.rsplit("/", 1)[0]).iloc[0]
     summary_error = None
     try:
         table = sweeps.collect(out)
-    except (sweeps.ResultsError, sweeps.GridError) as exc:  # results.csv is written before the summary
+    except (sweeps.ResultsError, sweep_grid.GridError) as exc:  # results.csv is written before the summary
         summary_error = exc
         try:
             table = sweeps.load_results(out)

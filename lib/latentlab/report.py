@@ -440,7 +440,7 @@ def study_section(directory: Path) -> str:
 
 def sweep_section(directory: Path, runs: Path) -> str:
     """HTML for one sweep directory: its summary over seeds (mean ± sd), chart and table links."""
-    from latentlab import sweep
+    from latentlab.sweep import results as sweeps
 
     rel = directory.relative_to(runs).as_posix()
     summary = pd.read_csv(directory / "summary.csv")
@@ -452,7 +452,7 @@ def sweep_section(directory: Path, runs: Path) -> str:
     if (directory / "summary.png").exists():
         parts.append(f'<figure class="key"><img src="{rel}/summary.png" alt="sweep summary chart">'
                      "<figcaption>mean ± sd over seeds</figcaption></figure>")
-    parts.append(table_html(sweep.format_summary(summary), "summary over seeds (mean ± sd)", f"{rel}/summary.csv"))
+    parts.append(table_html(sweeps.format_summary(summary), "summary over seeds (mean ± sd)", f"{rel}/summary.csv"))
     return "\n".join(parts)
 
 

@@ -1,12 +1,12 @@
 """Baselines for SFMN behind one interface (DomainBed-style): ERM, DANN and the energy model.
 
 All share SFMN's interface — ``forward(batch, gate_override=None) -> logits``,
-``loss_terms(batch)``, ``after_step``, ``gates(cells)`` (``None``: no gate),
-``set_context``, ``parameter_groups`` — so the study trains and evaluates
-them with the same code on identical splits. None of them has a gate:
+``gates(cells)`` (``None``: no gate), ``set_context``, ``parameter_groups`` —
+so the study trains and evaluates them with the same code on identical splits
+(their loss terms are ``latentlab.sfmn.losses``'). None of them has a gate:
 ``gate_override`` is accepted and ignored, which is exactly what
-``models.sfmn.verify_design`` detects when one of them is trained under
-SFMN's name.
+``latentlab.sfmn.model.verify_design`` detects when one of them is trained
+under SFMN's name.
 
 - ``ERM``: classifier on z, no cell-line information.
 - ``DANN``: ERM + a cell-line discriminator on z through gradient reversal.
@@ -18,25 +18,21 @@ SFMN's name.
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 from torch import nn
 
-from latentlab.losses import sfmn as L
-from latentlab.models.sfmn import CellContext, grad_reverse, make_task_loss, mlp_head
+from latentlab.sfmn.model import CellContext, mlp_head
 
 
 class Baseline(nn.Module):
-    """Shared plumbing: sequence encoder, task loss with explicit per-step update, no gate."""
+    """Shared plumbing: sequence encoder, no gate (the task loss is the objective's)."""
 
     name = "baseline"
 
-    def __init__(self, encoder: nn.Module, *, hidden: int = 64, task: str = "immax") -> None:
+    def __init__(self, encoder: nn.Module, *, hidden: int = 64) -> None:
         super().__init__()
         self.encoder = encoder
         self.d = encoder.dim
-        self.task_loss = make_task_loss(task)
         self.context = CellContext()
         self.gates_frozen = False
 
@@ -55,10 +51,6 @@ class Baseline(nn.Module):
     def forward(self, batch: dict[str, torch.Tensor], gate_override: torch.Tensor | None = None) -> torch.Tensor:
         return self.logits(batch, self.encoder(batch))
 
-    def after_step(self, ctx: Any) -> None:
-        if isinstance(self.task_loss, L.AdaptiveIMMAX):
-            self.task_loss.update()
-
     def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
         return {"sequence encoder": list(self.encoder.parameters()),
                 "gate generator": [],
@@ -70,42 +62,27 @@ class ERM(Baseline):
 
     name = "erm"
 
-    def __init__(self, encoder: nn.Module, *, hidden: int = 64, task: str = "immax") -> None:
-        super().__init__(encoder, hidden=hidden, task=task)
+    def __init__(self, encoder: nn.Module, *, hidden: int = 64) -> None:
+        super().__init__(encoder, hidden=hidden)
         self.classifier = mlp_head(self.d, hidden)
 
     def logits(self, batch, z):
         return self.classifier(z).squeeze(-1)
 
-    def loss_terms(self, batch):
-        return {"task": self.task_loss(self(batch), batch["y"])}
-
 
 class _Adversarial(Baseline):
-    """Adds a cell-line discriminator on z behind gradient reversal (term ``domain``)."""
+    """Adds a cell-line discriminator on z (trained through gradient reversal: the ``domain`` term)."""
 
-    def __init__(self, encoder: nn.Module, n_cells: int, *, hidden: int = 64, task: str = "immax") -> None:
-        super().__init__(encoder, hidden=hidden, task=task)
+    def __init__(self, encoder: nn.Module, n_cells: int, *, hidden: int = 64) -> None:
+        super().__init__(encoder, hidden=hidden)
         self.disc = nn.Sequential(nn.Linear(self.d, hidden), nn.ReLU(), nn.Linear(hidden, n_cells))
-
-    def loss_terms(self, batch):
-        z = self.encoder(batch)
-        domain = nn.functional.cross_entropy(self.disc(grad_reverse(z)), batch["cell"])
-        return {"task": self.task_loss(self.logits(batch, z), batch["y"]), "domain": domain}
-
-    def term_targets(self, name: str) -> dict[str, list[nn.Parameter]]:
-        if name == "domain":  # the adversary must train the discriminator and (reversed) the encoder
-            return {"discriminator": list(self.disc.parameters()),
-                    "sequence encoder (reversed)": list(self.encoder.parameters())}
-        groups = self.parameter_groups()
-        return {"sequence encoder": groups["sequence encoder"], "head": groups["head"]}
 
 
 class DANN(_Adversarial):
     name = "dann"
 
-    def __init__(self, encoder: nn.Module, n_cells: int, *, hidden: int = 64, task: str = "immax") -> None:
-        super().__init__(encoder, n_cells, hidden=hidden, task=task)
+    def __init__(self, encoder: nn.Module, n_cells: int, *, hidden: int = 64) -> None:
+        super().__init__(encoder, n_cells, hidden=hidden)
         self.classifier = mlp_head(self.d, hidden)
 
     def logits(self, batch, z):
@@ -117,9 +94,9 @@ class EnergyModel(_Adversarial):
 
     name = "energy"
 
-    def __init__(self, encoder: nn.Module, n_cells: int, *, hidden: int = 64, task: str = "immax",
+    def __init__(self, encoder: nn.Module, n_cells: int, *, hidden: int = 64,
                  temperature: float = 1.0) -> None:
-        super().__init__(encoder, n_cells, hidden=hidden, task=task)
+        super().__init__(encoder, n_cells, hidden=hidden)
         self.u_i = mlp_head(self.d, hidden)
         self.r_e = nn.Embedding(n_cells, 1)
         nn.init.zeros_(self.r_e.weight)

@@ -28,18 +28,18 @@ from sklearn.model_selection import train_test_split
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from latentlab import diagnostics as dg
 from latentlab import io, train
-from latentlab.data import clinical
-from latentlab.losses.setvae import (
+from latentlab.params import StudyParams
+from latentlab.setvae import data as clinical
+from latentlab.setvae import diagnostics as dg
+from latentlab.setvae.losses import (
     LossConfig,
     SetVAEObjective,
     beta_schedule,
     level_weight_vector,
     task_weight,
 )
-from latentlab.models.setvae import HierarchicalSetVAE, SetVAEConfig
-from latentlab.params import StudyParams
+from latentlab.setvae.model import HierarchicalSetVAE, SetVAEConfig
 
 # --------------------------------------------------------------------------- configurations
 
@@ -701,26 +701,26 @@ def sweep_ablation(results: pd.DataFrame) -> pd.DataFrame:
     """A Study 4 sweep's table → one row group per ablated configuration: mean, sd, n over the seeds.
 
     Needs the ``run.`` columns a point writes when it trains exactly one non-reference configuration
-    (``params/setvae_ablation.yaml``); returns ``sweep.summarise``'s long frame (``plots.sweep`` draws it).
+    (``params/setvae_ablation.yaml``); returns ``sweeps.summarise``'s long frame (``latentlab.sweep.plots`` draws it).
     """
-    from latentlab import sweep
+    from latentlab.sweep import results as sweeps
 
     needed = ["run.name", *(f"run.{m}" for m in (*SWEEP_METRICS, "collapsed_share"))]
     missing = [c for c in needed if c not in results.columns]
     if missing:
-        raise sweep.ResultsError(
+        raise sweeps.ResultsError(
             f"the sweep's table has no {missing} column(s): Study 4 writes them when a point trains exactly one "
             "configuration besides the references (grid axis ablation: [[fix], ...], as params/setvae_ablation.yaml)")
     frame = results.rename(columns={"run.name": "configuration", **{f"run.{m}": m for m in (*SWEEP_METRICS, "collapsed_share")}})
-    others = [c for c in sweep.grid_axes(results) if c != "param.ablation"]
-    return sweep.summarise(frame, [*SWEEP_METRICS, "collapsed_share"], by=["configuration", *others])
+    others = [c for c in sweeps.grid_axes(results) if c != "param.ablation"]
+    return sweeps.summarise(frame, [*SWEEP_METRICS, "collapsed_share"], by=["configuration", *others])
 
 
 def sweep_table(summary: pd.DataFrame) -> pd.DataFrame:
     """``sweep_ablation`` as the notebook shows it: one row per configuration, ``mean ± sd`` per metric."""
-    from latentlab import sweep
+    from latentlab.sweep import results as sweeps
 
-    return sweep.format_summary(summary).rename(columns={"n": "seeds", "collapsed_share": "share collapsed",
+    return sweeps.format_summary(summary).rename(columns={"n": "seeds", "collapsed_share": "share collapsed",
                                                          "kl_total": "KL nats/step", "active_ratio": "active units"})
 
 

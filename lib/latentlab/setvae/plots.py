@@ -6,6 +6,10 @@ import altair as alt
 import numpy as np
 import pandas as pd
 
+from latentlab.plotting import enable_offline_rendering
+
+enable_offline_rendering()
+
 
 def zh_projection(projections: pd.DataFrame, runs: list[str], *, seed: int = 0, max_panels: int = 4) -> alt.VConcatChart:
     """The seed's picture: Z and H of the same steps in one 2-D PCA, per epoch (rows = runs)."""

@@ -10,26 +10,23 @@ generator g_c = f(ψ(c)) ∈ [0,1]^d, and the classifier only ever sees z ⊙ g_
 that replacing the gate changes the logit, that g = 0 removes the sequence
 from the prediction (so the modulation is multiplicative), that the
 generated gate is not the identity, and that the gate generator's
-parameters reach the logit. ``SFMN.check_design`` runs it at the start of
-every ``train.fit``; a model without a gate on its forward path fails it.
+parameters reach the logit. ``SFMNObjective.check_design`` (``latentlab.sfmn.losses``)
+runs it at the start of every ``train.fit``; a model without a gate on its forward
+path fails it.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import entmax
 import torch
 from torch import nn
 
-from latentlab.losses import sfmn as L
 from latentlab.train import ContractError
 
 GATES = ("sigmoid", "sparsemax", "budget", "rescaled")
 MODULATIONS = ("gate", "film")
-TASK_LOSSES = ("immax", "bce", "focal")
-GATE_AGREEMENT = 1e-3  # gates of a batch's cell lines closer than this count as identical (see gated_terms)
 
 
 # --------------------------------------------------------------------------- sequence encoders
@@ -162,31 +159,6 @@ class GateGenerator(nn.Module):
 # --------------------------------------------------------------------------- shared pieces
 
 
-class GradReverse(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x, scale):
-        ctx.scale = scale
-        return x.view_as(x)
-
-    @staticmethod
-    def backward(ctx, grad):
-        return -ctx.scale * grad, None
-
-
-def grad_reverse(x: torch.Tensor, scale: float = 1.0) -> torch.Tensor:
-    return GradReverse.apply(x, scale)
-
-
-def make_task_loss(kind: str) -> nn.Module | Any:
-    if kind == "immax":
-        return L.AdaptiveIMMAX()
-    if kind == "bce":
-        return L.bce
-    if kind == "focal":
-        return L.focal
-    raise ValueError(f"task loss must be one of {TASK_LOSSES}, got {kind!r}")
-
-
 def mlp_head(d: int, hidden: int) -> nn.Sequential:
     return nn.Sequential(nn.Linear(d, hidden), nn.ReLU(), nn.Linear(hidden, 1))
 
@@ -212,22 +184,16 @@ class SFMN(nn.Module):
     name = "sfmn"
 
     def __init__(self, encoder: nn.Module, cell_encoder: nn.Module, *, gate: str = "sigmoid",
-                 modulation: str = "gate", hidden: int = 64, task: str = "immax", align_form: str = "mse",
-                 entropy_sign: str = "spread", tau: float = 0.5, budget: float = 0.3) -> None:
+                 modulation: str = "gate", hidden: int = 64, budget: float = 0.3) -> None:
         super().__init__()
         if modulation not in MODULATIONS:
             raise ValueError(f"modulation must be one of {MODULATIONS}, got {modulation!r}")
-        if align_form not in ("mse", "contrastive"):
-            raise ValueError(f"align_form must be 'mse' or 'contrastive', got {align_form!r}")
-        if entropy_sign not in L.ENTROPY_SIGNS:
-            raise ValueError(f"entropy_sign must be one of {L.ENTROPY_SIGNS}, got {entropy_sign!r}")
         self.encoder, self.cell_encoder = encoder, cell_encoder
         d = encoder.dim
         self.gate = GateGenerator(cell_encoder.dim, d, gate, budget=budget)
         self.shift = nn.Linear(cell_encoder.dim, d) if modulation == "film" else None
         self.classifier = mlp_head(d, hidden)
-        self.task_loss = make_task_loss(task)
-        self.modulation, self.align_form, self.entropy_sign, self.tau = modulation, align_form, entropy_sign, tau
+        self.modulation = modulation
         self.gates_frozen = False
         self.context = CellContext()
         self.d = d
@@ -281,29 +247,6 @@ class SFMN(nn.Module):
     def forward(self, batch: dict[str, torch.Tensor], gate_override: torch.Tensor | None = None) -> torch.Tensor:
         return self.parts(batch, gate_override)["logits"]
 
-    def loss_terms(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        p = self.parts(batch)
-        g = p["gates"]
-        self.last_gate_spread = float((g - g.mean(0)).abs().max().detach()) if len(g) > 1 else 0.0
-        return {
-            "task": self.task_loss(p["logits"], batch["y"]),
-            "align": L.swap_alignment(p["h"], batch["y"], batch["cell"], form=self.align_form, tau=self.tau),
-            "sparse": L.sparsity(g),
-            "entropy": L.entropy_term(g, self.entropy_sign),
-            "smooth": L.smoothness(g, self.cell_v(p["cells"])),
-        }
-
-    def gated_terms(self) -> set[str]:
-        """Smoothness penalises gate differences between similar cell lines, so its gradient is proportional
-        to them: while the batch's gates agree (an untrained support-set encoder gives nearly the same gate to
-        every cell line) it is legitimately ~0, like a hinge at its minimum. Only then is it exempt from the
-        round-off test; it must still be connected to the gate generator."""
-        return {"smooth"} if getattr(self, "last_gate_spread", 1.0) < GATE_AGREEMENT else set()
-
-    def after_step(self, ctx: Any) -> None:
-        if isinstance(self.task_loss, L.AdaptiveIMMAX):
-            self.task_loss.update()
-
     # ----- contract hooks
     def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
         groups = {
@@ -314,17 +257,6 @@ class SFMN(nn.Module):
         if self.shift is not None:
             groups["film shift"] = list(self.shift.parameters())
         return groups
-
-    def term_targets(self, name: str) -> dict[str, list[nn.Parameter]]:
-        groups = self.parameter_groups()
-        if name == "task":
-            return groups
-        if name == "align":
-            return {k: groups[k] for k in ("sequence encoder", "gate generator")}
-        return {"gate generator": groups["gate generator"]}  # sparse, entropy, smooth shape the gate
-
-    def check_design(self, batch: dict[str, torch.Tensor]) -> None:
-        verify_design(self, batch)
 
 
 # --------------------------------------------------------------------------- the design check

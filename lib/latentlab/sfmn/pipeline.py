@@ -26,12 +26,14 @@ import pandas as pd
 import torch
 from sklearn.metrics import average_precision_score, f1_score, precision_recall_curve, roc_auc_score
 
-from latentlab import io, sweep, train
-from latentlab.data import epi
-from latentlab.losses.sfmn import DEFAULT_WEIGHTS, ENTROPY_SIGNS
-from latentlab.models import energy
-from latentlab.models import sfmn as M
+from latentlab import io, train
 from latentlab.params import ParameterError, StudyParams
+from latentlab.sfmn import baselines
+from latentlab.sfmn import data as epi
+from latentlab.sfmn import losses as L
+from latentlab.sfmn import model as M
+from latentlab.sfmn.losses import DEFAULT_WEIGHTS, ENTROPY_SIGNS
+from latentlab.sweep import results as sweeps
 
 MODELS = ("sfmn", "erm", "energy", "dann", "film")
 ACTIVE = 0.1  # a gate entry counts as active when g > ACTIVE
@@ -125,7 +127,7 @@ class SFMNParams(StudyParams):
             self.require(bool(self.genome) != bool(self.sequences), "genome",
                          "give exactly one of `genome` (coordinate pairs) and `sequences` (named pairs)")
         self.require(self.gate in M.GATES, "gate", f"must be one of {M.GATES}")
-        self.require(self.task_loss in M.TASK_LOSSES, "task_loss", f"must be one of {M.TASK_LOSSES}")
+        self.require(self.task_loss in L.TASK_LOSSES, "task_loss", f"must be one of {L.TASK_LOSSES}")
         self.require(self.align_form in ("mse", "contrastive"), "align_form", "must be 'mse' or 'contrastive'")
         self.require(self.entropy_sign in ENTROPY_SIGNS, "entropy_sign", f"must be one of {ENTROPY_SIGNS}")
         for name in ("alpha", "beta", "gamma", "delta", "domain_weight"):
@@ -390,7 +392,7 @@ class Batches:
 def build_model(kind: str, data: epi.EpiData, inputs: PairInputs, split: Split, params: SFMNParams,
                 **overrides: Any) -> torch.nn.Module:
     """One of MODELS on the configured encoder; ``overrides`` change SFMN options (ablations)."""
-    opts = {"gate": params.gate, "entropy_sign": params.entropy_sign, "align_form": params.align_form, **overrides}
+    opts = {"gate": params.gate, **overrides}
     if params.encoder == "pwm":
         mean, sd = inputs.scan_stats(split.train_rows)
         enc: torch.nn.Module = M.PWMEncoder(mean, sd)
@@ -406,18 +408,26 @@ def build_model(kind: str, data: epi.EpiData, inputs: PairInputs, split: Split, 
         else:
             cenc = M.SupportCellEncoder(enc.dim)
         model: torch.nn.Module = M.SFMN(enc, cenc, modulation="film" if kind == "film" else "gate",
-                                        hidden=params.hidden, task=params.task_loss, budget=params.budget, **opts)
+                                        hidden=params.hidden, budget=params.budget, **opts)
         model.set_context(cell_context(data, inputs, params))
         return model
     if kind == "erm":
-        return energy.ERM(enc, hidden=params.hidden, task=params.task_loss)
+        return baselines.ERM(enc, hidden=params.hidden)
     if kind == "dann":
-        return energy.DANN(enc, n_cells, hidden=params.hidden, task=params.task_loss)
+        return baselines.DANN(enc, n_cells, hidden=params.hidden)
     if kind == "energy":
-        model = energy.EnergyModel(enc, n_cells, hidden=params.hidden, task=params.task_loss)
+        model = baselines.EnergyModel(enc, n_cells, hidden=params.hidden)
         model.set_training_cells(split.train)
         return model
     raise ValueError(f"unknown model {kind!r}; choose from {MODELS}")
+
+
+def objective_for(model: torch.nn.Module, params: SFMNParams, **loss_options: Any) -> L.EPIObjective:
+    """What ``train.fit`` trains for ``model``: its loss terms with the run's task loss and, for a
+    gated model, the run's alignment/entropy options (``loss_options`` override them: ablations)."""
+    if isinstance(model, M.SFMN):
+        loss_options = {"align_form": params.align_form, "entropy_sign": params.entropy_sign, **loss_options}
+    return L.objective_for(model, task=params.task_loss, **loss_options)
 
 
 def cell_context(data: epi.EpiData, inputs: PairInputs, params: SFMNParams) -> M.CellContext:
@@ -594,27 +604,29 @@ def train_model(kind: str, data: epi.EpiData, inputs: PairInputs, split: Split, 
     """
     design = design or kind
     train.seed_everything(seed)
+    loss_options = {k: overrides.pop(k) for k in L.LOSS_OPTIONS if k in overrides}
     model = model if model is not None else build_model(kind, data, inputs, split, params, **overrides)
+    objective = objective_for(model, params, **loss_options)
     batches = Batches(inputs, split.train_rows, params.cells_per_batch, params.samples_per_cell, seed)
     first = next(iter(batches(0)))
     weights = design_weights(design, params, extra_weights)
     if design in ("sfmn", "film"):
         M.verify_design(model, first)
-    train.check_contract(model, first, weights, params.epochs)
+    train.check_contract(objective, first, weights, params.epochs)
     cell = inputs.cell.numpy()
     y = inputs.y.numpy()
     n_cells = len(data.cell_lines)
     seen = split.train + split.val
     raised: list[str] = []
 
-    def on_epoch_start(m, epoch):
-        m.freeze_gates(epoch == 0)
+    def on_epoch_start(_objective, epoch):
+        model.freeze_gates(epoch == 0)
 
-    def monitors(m, epoch):
+    def monitors(_objective, epoch):
         row = {"phase": 1 if epoch == 0 else (2 if epoch <= params.phase2_epochs else 3)}
-        p = predict(m, inputs, split.train_rows)
+        p = predict(model, inputs, split.train_rows)
         row.update({f"train_{k}": v for k, v in per_cell_scores(y[split.train_rows], p, cell[split.train_rows]).items()})
-        g = all_gates(m, n_cells)
+        g = all_gates(model, n_cells)
         if g is not None:
             stats = gate_stats(g[seen])
             row.update(stats)
@@ -628,14 +640,14 @@ def train_model(kind: str, data: epi.EpiData, inputs: PairInputs, split: Split, 
                 row["gate_recovery_seen"] = _nanmean(gate_recovery(g, data.truth["accessibility"])[seen])
         return row
 
-    def validate(m):
-        p = predict(m, inputs, split.val_rows)
+    def validate(_objective):
+        p = predict(model, inputs, split.val_rows)
         s = per_cell_scores(y[split.val_rows], p, cell[split.val_rows])
-        live = not getattr(m, "gates_frozen", False)
+        live = not getattr(model, "gates_frozen", False)
         return {"val_aupr": s["aupr"], "val_auroc": s["auroc"], "val_select": s["aupr"] if live else -1.0}
 
     started = time.perf_counter()
-    result = train.fit(model, batches, weights=weights, epochs=params.epochs, lr=params.lr, seed=seed,
+    result = train.fit(objective, batches, weights=weights, epochs=params.epochs, lr=params.lr, seed=seed,
                        validate=validate, monitors=monitors, on_epoch_start=on_epoch_start,
                        early_stopping=train.EarlyStopping("val_select", "max", params.patience),
                        progress=params.progress, desc=f"{kind} s{seed} {data.cell_lines[split.test]}",
@@ -847,7 +859,7 @@ def check_run(model: torch.nn.Module, batch: dict, design: str, params: SFMNPara
     if design in ("sfmn", "film"):
         M.verify_design(model, batch)
     weights = design_weights(design, params, extra)
-    return train.check_contract(model, batch, weights, params.epochs)
+    return train.check_contract(objective_for(model, params), batch, weights, params.epochs)
 
 
 ABLATIONS = {
@@ -912,10 +924,10 @@ def sweep_models(results: pd.DataFrame) -> pd.DataFrame:
     the point's own seeds), so n counts grid seeds.
     """
     if not any(str(c).startswith("models.") for c in results.columns):
-        raise sweep.ResultsError("the sweep's table has no models.<model>.test_aupr columns: "
+        raise sweeps.ResultsError("the sweep's table has no models.<model>.test_aupr columns: "
                                  "was it made by notebooks/02_sfmn.ipynb?")
-    long = sweep.unstack_metrics(results, SWEEP_METRICS, key="model")
-    return sweep.summarise(long, list(SWEEP_METRICS), by=[*sweep.grid_axes(results), "model"])
+    long = sweeps.unstack_metrics(results, SWEEP_METRICS, key="model")
+    return sweeps.summarise(long, list(SWEEP_METRICS), by=[*sweeps.grid_axes(results), "model"])
 
 
 # --------------------------------------------------------------------------- what the notebook says

@@ -1,32 +1,11 @@
-"""Parameter sweeps: papermill executions over a grid, scheduled by Dask distributed.
+"""Reading a sweep: collect the finished points into one table, summarise over seeds, draw it.
 
-A grid file (YAML) names fixed parameters and the axes to cross::
-
-    base: {preset: quick}
-    grid: {arm: [A, C], gamma: [5.0, 2.5], seed: [0, 1, 2]}
-
-Each grid point runs the notebook with papermill into its own directory
-(executed notebook + the study's metrics.json); a ``done.json`` marker is
-written last, so a rerun skips exactly the points that finished. A failing
-point is reported with its error and never loses the others. Results are
-collected into one tidy table (CSV and Parquet).
-
-Scheduling is Dask's: a ``LocalCluster`` on this machine by default, or an
-existing cluster via ``scheduler="tcp://HOST:PORT"``.
-
-Every sweep ends with a status table (``status.csv``, one row per grid point):
-``done`` (its ``done.json`` and ``metrics.json`` read back), ``failed`` (with the
-error: the notebook's exception, a worker that died running it, an unreadable
-result) or ``missing`` (never reported, e.g. the scheduler went away). What
-finished is collected even when other points failed. A point is skipped on a
-rerun only when its ``done.json`` reads back with the same parameters.
-
-Reading a sweep (what a study notebook's "Reading a sweep" section calls)::
+What a study notebook's "Reading a sweep" section calls (``latentlab.sweep.run`` writes the points)::
 
     results = load_results("runs/sweeps/recon_ablation")   # dir or results.csv/.parquet; validated
     summary = summarise(results)                  # long: <axes...>, metric, mean, sd, n (over seeds)
     format_summary(summary)                       # wide "mean ± sd" table for display
-    from latentlab.plots import sweep as sweep_plots
+    from latentlab.sweep import plots as sweep_plots
     sweep_plots.summary_chart(summary)            # points ± sd, one panel per metric, x = first axis
 
 ``summarise`` groups by every grid axis except the seed (``param.*`` columns that
@@ -43,30 +22,18 @@ After ``collect``, ``write_summary`` leaves ``summary.csv`` and ``summary.png`` 
 from __future__ import annotations
 
 import ast
-import dataclasses
 import fnmatch
-import hashlib
-import itertools
 import json
-import math
-import os
 import re
-import time
-import traceback
 import warnings
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import yaml
 
 from latentlab import io
-from latentlab.kernels import EncryptedKernelManager
-
-
-class GridError(ValueError):
-    """A grid file is missing, malformed, or names no parameter to vary."""
+from latentlab.sweep.grid import read_grid
 
 
 class ResultsError(ValueError):
@@ -74,230 +41,6 @@ class ResultsError(ValueError):
 
 
 SEED_AXES = ("seed", "seeds")  # the axes a summary aggregates over (Study 2 takes a list of seeds)
-GRID_KEYS = ("base", "grid", "notebook", "description", "metrics")
-
-
-@dataclasses.dataclass(frozen=True)
-class GridPoint:
-    params: dict[str, Any]
-    suffix: str = ""  # set by read_grid when two points' readable keys collide (1 vs "1", "a/b" vs "a-b")
-
-    @property
-    def readable_key(self) -> str:
-        """``arm=A__gamma=5.0__seed=0``: readable and filesystem-safe, but lossy (types, odd characters)."""
-        parts = [f"{k}={'+'.join(map(str, v)) if isinstance(v, list) else v}" for k, v in sorted(self.params.items())]
-        return re.sub(r"[^A-Za-z0-9=._+-]", "-", "__".join(parts))
-
-    @property
-    def key(self) -> str:
-        """A stable id, unique within its grid: the readable key, plus a hash of the exact values if needed."""
-        return self.readable_key + (f"--{self.suffix}" if self.suffix else "")
-
-    def exact(self) -> str:
-        """The parameters with their types (``1`` and ``"1"`` differ), as canonical JSON."""
-        return json.dumps(self.params, sort_keys=True, default=str)
-
-
-def _disambiguate(points: list[GridPoint]) -> list[GridPoint]:
-    """Points whose readable keys collide get a short hash of their exact values appended."""
-    counts: dict[str, int] = {}
-    for point in points:
-        counts[point.readable_key] = counts.get(point.readable_key, 0) + 1
-    out = []
-    for point in points:
-        if counts[point.readable_key] > 1:
-            digest = hashlib.sha256(point.exact().encode()).hexdigest()[:8]
-            point = dataclasses.replace(point, suffix=f"h{digest}")
-        out.append(point)
-    return out
-
-
-@dataclasses.dataclass(frozen=True)
-class Grid:
-    base: dict[str, Any]
-    points: list[GridPoint]
-    metrics: list[str] | None = None  # columns (or globs) the summary aggregates; None = the study's defaults
-
-
-def load_grid(path: str | Path) -> tuple[dict[str, Any], list[GridPoint]]:
-    """Read a grid YAML: returns (base parameters, every grid point)."""
-    grid = read_grid(path)
-    return grid.base, grid.points
-
-
-def read_grid(path: str | Path) -> Grid:
-    """Read and validate a grid YAML (``base``, ``grid``, optional ``metrics``, ``notebook``, ``description``)."""
-    path = Path(path)
-    if not path.exists():
-        raise GridError(f"{path}: grid file not found")
-    try:
-        spec = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise GridError(f"{path}: not valid YAML ({exc})") from exc
-    if not isinstance(spec, dict) or not isinstance(spec.get("grid"), dict) or not spec["grid"]:
-        raise GridError(f"{path}: expected a mapping with a non-empty 'grid: {{name: [values, ...]}}'")
-    unknown = set(spec) - set(GRID_KEYS)
-    if unknown:
-        raise GridError(f"{path}: unknown top-level key(s) {sorted(unknown)}; expected {', '.join(GRID_KEYS)}")
-    metrics = spec.get("metrics")
-    if metrics is not None and (not isinstance(metrics, list) or not metrics
-                                or not all(isinstance(m, str) and m.strip() for m in metrics)):
-        raise GridError(f"{path}: 'metrics' must be a non-empty list of result column names (globs allowed), "
-                        f"got {metrics!r}")
-    base = spec.get("base") or {}
-    axes = spec["grid"]
-    for name, values in axes.items():
-        if not isinstance(values, list) or not values:
-            raise GridError(f"{path}: grid axis {name!r} must be a non-empty list, got {values!r}")
-    overlap = set(base) & set(axes)
-    if overlap:
-        raise GridError(f"{path}: {sorted(overlap)} appear in both base and grid")
-    names = list(axes)
-    for name, values in axes.items():
-        exact = [json.dumps(v, sort_keys=True, default=str) for v in values]
-        repeated = sorted({v for v in exact if exact.count(v) > 1})
-        if repeated:
-            raise GridError(f"{path}: grid axis {name!r} lists the value(s) {repeated} more than once")
-    points = [GridPoint(dict(zip(names, combo, strict=True))) for combo in itertools.product(*axes.values())]
-    return Grid(base, _disambiguate(points), metrics)
-
-
-def execute_point(notebook: str, parameters: dict[str, Any], out_dir: str, threads: int = 1) -> dict[str, Any]:
-    """Run one grid point (in a Dask worker). Never raises: failures come back as a status."""
-    import papermill
-
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    started = time.perf_counter()
-    env_threads = {k: str(threads) for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
-    os.environ.update(env_threads)
-    status: dict[str, Any] = {"point": out.name, "dir": str(out)}
-    try:
-        papermill.execute_notebook(
-            notebook, str(out / "notebook.ipynb"),
-            parameters={**parameters, "output_dir": str(out.resolve())},
-            kernel_name="python3", progress_bar=False, cwd=str(Path(notebook).resolve().parent),
-            # papermill otherwise rewrites (and schema-validates) the whole notebook before and after every
-            # cell: ~80 writes of a notebook holding its charts, CPU in this worker process that competes with
-            # the other worker's kernel. It is still written at the start, on an error, at the end, and every
-            # 30 s inside a long cell (papermill's autosave).
-            request_save_on_cell_execute=False,
-            kernel_manager_class=EncryptedKernelManager,  # no "running over TCP without encryption" warning
-        )
-        if not (out / "metrics.json").exists():
-            raise RuntimeError(f"{notebook} finished but wrote no metrics.json into {out}")
-        read_json_file(out / "metrics.json")  # a point counts as done only if its result reads back
-        status.update(ok=True, error=None)
-        io.write_json(out / "done.json", {"parameters": parameters, "seconds": time.perf_counter() - started})
-    except Exception as exc:  # report every failure; the sweep goes on
-        status.update(ok=False, error=_short_error(exc))
-    status["seconds"] = time.perf_counter() - started
-    return status
-
-
-def _short_error(exc: Exception) -> str:
-    text = str(exc).strip() or traceback.format_exception_only(type(exc), exc)[-1].strip()
-    lines = [line for line in text.splitlines() if line.strip()]
-    # papermill's PapermillExecutionError ends with the notebook's own exception line
-    return lines[-1][:500] if lines else type(exc).__name__
-
-
-def run_sweep(
-    notebook: str | Path,
-    grid: str | Path,
-    *,
-    out_dir: str | Path | None = None,
-    scheduler: str | None = None,
-    workers: int = 2,
-    threads_per_worker: int = 1,
-) -> pd.DataFrame:
-    """Execute every unfinished grid point on Dask; return the status of every point (see module doc).
-
-    Never loses finished points: a point whose worker dies (``KilledWorker``) or whose future errs is
-    recorded as failed with its error, and if the cluster itself fails the points not reported yet are
-    recorded as missing. ``status.csv`` is written in every case.
-    """
-    notebook = Path(notebook).resolve()
-    if not notebook.exists():
-        raise GridError(f"{notebook}: notebook not found")
-    base, points = load_grid(grid)
-    out = Path(out_dir) if out_dir else Path("runs/sweeps") / Path(grid).stem
-    out.mkdir(parents=True, exist_ok=True)
-    grid_text = Path(grid).read_text()  # kept with the results: which grid (and summary metrics) made them
-    io.atomic_write(out / "grid.yaml", lambda p: p.write_text(grid_text))
-    parameters = {p.key: {**base, **p.params} for p in points}
-    reports: dict[str, dict[str, Any]] = {}
-    todo = []
-    for point in points:
-        finished = _finished(out / point.key, parameters[point.key])
-        if finished is True:
-            reports[point.key] = {"state": "done", "skipped": True, "seconds": 0.0, "error": None}
-        else:
-            todo.append(point)
-    try:
-        if todo:
-            _execute(notebook, todo, parameters, out, reports, scheduler, workers, threads_per_worker)
-    finally:
-        table = status_table(points, reports, out)
-        io.write_csv(out / "status.csv", table)
-    return table
-
-
-def _execute(notebook: Path, todo: list[GridPoint], parameters: dict[str, dict[str, Any]], out: Path,
-             reports: dict[str, dict[str, Any]], scheduler: str | None, workers: int, threads: int) -> None:
-    """Submit ``todo`` and record each point's outcome in ``reports`` as it arrives."""
-    from distributed import Client, LocalCluster, as_completed
-
-    # dashboard_address=None turns the dashboard off but the scheduler still serves HTTP on the fixed port
-    # 8787 (falling back with a warning when taken): every sweep on the machine contended for it.
-    cluster = None if scheduler else LocalCluster(
-        n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None,
-        scheduler_kwargs={"dashboard": False, "dashboard_address": "127.0.0.1:0"})
-    try:
-        with Client(scheduler or cluster) as client:
-            futures = {client.submit(execute_point, str(notebook), parameters[p.key], str(out / p.key), threads,
-                                     key=f"point-{p.key}", pure=False): p.key for p in todo}
-            for future in _progress(as_completed(futures), len(futures)):
-                key = futures[future]
-                try:
-                    result = future.result()
-                except Exception as exc:  # KilledWorker, a lost scheduler, ...: this point only
-                    result = {"ok": False, "error": _worker_error(exc), "seconds": math.nan}
-                reports[key] = {"state": "done" if result["ok"] else "failed", "skipped": False,
-                                "seconds": result.get("seconds", math.nan), "error": result["error"]}
-    finally:
-        if cluster is not None:
-            cluster.close()
-
-
-def _worker_error(exc: BaseException) -> str:
-    name = type(exc).__name__
-    if name == "KilledWorker":
-        return (f"KilledWorker: the Dask worker running this point died (out of memory, a crash, or killed); "
-                f"{_short_error(exc)}")
-    return f"{name}: {_short_error(exc)}"
-
-
-def _finished(point_dir: Path, parameters: dict[str, Any]) -> bool | str:
-    """True when the point's done.json and metrics.json read back and done.json has these parameters;
-    else the reason it does not count as finished (None-like: no done.json at all)."""
-    done = point_dir / "done.json"
-    if not done.exists():
-        return "no done.json"
-    try:
-        record = read_json_file(done)
-        read_json_file(point_dir / "metrics.json")
-    except ResultsError as exc:
-        return str(exc)
-    if not isinstance(record, dict) or "parameters" not in record:
-        return f"{done}: no 'parameters' record"
-    if _canonical(record["parameters"]) != _canonical(parameters):
-        return f"{done}: written for other parameters ({record['parameters']!r})"
-    return True
-
-
-def _canonical(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, default=str)
 
 
 def read_json_file(path: Path) -> Any:
@@ -315,26 +58,6 @@ def read_json_file(path: Path) -> Any:
     except json.JSONDecodeError as exc:
         raise ResultsError(f"{path}: not valid JSON at line {exc.lineno}, column {exc.colno} ({exc.msg}); "
                            "truncated or hand-edited?") from None
-
-
-def status_table(points: list[GridPoint], reports: dict[str, dict[str, Any]], out: Path) -> pd.DataFrame:
-    """One row per grid point: state done / failed / missing, with the error; ``ok`` = done."""
-    rows = []
-    for point in points:
-        report = reports.get(point.key)
-        if report is None:
-            report = {"state": "missing", "skipped": False, "seconds": math.nan,
-                      "error": "never reported (the sweep stopped or the cluster failed before this point finished)"}
-        rows.append({"point": point.key, "state": report["state"], "ok": report["state"] == "done",
-                     "skipped": report["skipped"], "seconds": report["seconds"], "error": report["error"],
-                     "dir": str(out / point.key)})
-    return pd.DataFrame(rows, columns=["point", "state", "ok", "skipped", "seconds", "error", "dir"])
-
-
-def _progress(iterable: Iterable, total: int) -> Iterable:
-    from tqdm.auto import tqdm
-
-    return tqdm(iterable, total=total, desc="sweep", leave=False)
 
 
 def collect(sweep_dir: str | Path, *, summary: bool = True) -> pd.DataFrame:
@@ -428,7 +151,7 @@ def load_results(path: str | Path, *, study: type | None = None) -> pd.DataFrame
         if not found:
             points = len(list(path.glob("*/done.json")))
             hint = (f"{points} finished point(s) are there: collect them with "
-                    f"`python -c \"from latentlab import sweep; sweep.collect('{path}')\"`" if points
+                    f"`python -c \"from latentlab.sweep import results; results.collect('{path}')\"`" if points
                     else "no finished grid point (*/done.json) either; is this a sweep directory?")
             raise ResultsError(f"{path}: no results.csv or results.parquet in this directory; {hint}")
         path = found[0]
@@ -610,7 +333,7 @@ def unstack_metrics(table: pd.DataFrame, patterns: dict[str, str], *, key: str) 
 def write_summary(sweep_dir: str | Path, table: pd.DataFrame | None = None,
                   metrics: Iterable[str] | None = None) -> pd.DataFrame:
     """``summary.csv`` + ``summary.png``/``.html`` in the sweep directory; metrics from its grid.yaml if named."""
-    from latentlab.plots import sweep as sweep_plots
+    from latentlab.sweep import plots as sweep_plots
 
     sweep_dir = Path(sweep_dir)
     table = load_results(sweep_dir) if table is None else table

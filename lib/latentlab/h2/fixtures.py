@@ -22,7 +22,7 @@ import anndata as ad
 import numpy as np
 import scanpy as sc
 
-from latentlab.data import scrna
+from latentlab.h2 import data as scrna
 from latentlab.io import atomic_write
 
 COLUMNS = {"Group": "chip_id", "Sample": "donor", "cell_type": "celltype"}
@@ -80,7 +80,7 @@ def _barcode(rng: np.random.Generator) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``python -m latentlab.data.scrna_fixtures OUT [--format 10x|h5ad] [--chip-effect X] …``"""
+    """``python -m latentlab.h2.fixtures OUT [--format 10x|h5ad] [--chip-effect X] …``"""
     import argparse
 
     parser = argparse.ArgumentParser(description="Write a small Study 1 dataset in a format a user brings.")

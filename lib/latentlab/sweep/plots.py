@@ -14,7 +14,7 @@ from __future__ import annotations
 import altair as alt
 import pandas as pd
 
-from . import enable_offline_rendering
+from latentlab.plotting import enable_offline_rendering
 
 enable_offline_rendering()
 

@@ -21,12 +21,14 @@ import scanpy as sc
 import scipy.sparse as sp
 import torch
 
-from latentlab import io, sweep, train
-from latentlab.data import scrna
-from latentlab.metrics import batch_metrics, clustering_ari, neighbourhood_agreement
-from latentlab.models.autoencoder import MITIGATIONS, PENALTY_TERMS, AutoEncoder
+from latentlab import io, train
+from latentlab.h2 import data as scrna
+from latentlab.h2.losses import PENALTY_TERMS, AutoEncoderObjective
+from latentlab.h2.metrics import batch_metrics, clustering_ari, neighbourhood_agreement
+from latentlab.h2.model import MITIGATIONS, AutoEncoder
+from latentlab.h2.probes import Split, SplitError, each_holdout, holdout_split, random_split, run_probe
 from latentlab.params import StudyParams, project_root
-from latentlab.probes import Split, SplitError, each_holdout, holdout_split, random_split, run_probe
+from latentlab.sweep import results as sweeps
 
 DEFAULT_WEIGHTS = {
     "adversarial": [0.03, 0.1, 0.3],
@@ -252,7 +254,7 @@ def ae_embedding(
     if method == "subspace":
         weights["context"] = 1.0
     batches = SparseRowBatches(x, context_codes(adata, params, hidden_labels), params.batch_size, params.seed)
-    result = train.fit(model, batches, weights=weights, epochs=params.epochs, lr=params.lr,
+    result = train.fit(AutoEncoderObjective(model), batches, weights=weights, epochs=params.epochs, lr=params.lr,
                        seed=params.seed, progress=params.progress, desc=f"AE {method} w={weight:g}",
                        device=params.device)
     return embed(model, x), result.history.assign(method=method, weight=weight)
@@ -660,24 +662,24 @@ def sweep_leakage(results: pd.DataFrame, methods: list[str] | None = None) -> pd
     """
     missing = [p for p in SWEEP_METRICS.values() if not any(str(c).startswith(p[:-1]) for c in results.columns)]
     if missing:
-        raise sweep.ResultsError(f"the sweep's table has no {missing} columns: it was not written by this version "
+        raise sweeps.ResultsError(f"the sweep's table has no {missing} columns: it was not written by this version "
                                  f"of notebooks/01_h2_leakage.ipynb (metrics.json gains leakage_auc per method)")
-    long = sweep.unstack_metrics(results, SWEEP_METRICS, key="method")
+    long = sweeps.unstack_metrics(results, SWEEP_METRICS, key="method")
     if methods is not None:
         unknown = sorted(set(methods) - set(long["method"]))
         if unknown:
-            raise sweep.ResultsError(f"method(s) {unknown} not in the sweep; it has {sorted(long['method'].unique())}")
+            raise sweeps.ResultsError(f"method(s) {unknown} not in the sweep; it has {sorted(long['method'].unique())}")
         long = long[long["method"].isin(methods)]
-    return sweep.summarise(long, list(SWEEP_METRICS), by=[*sweep.grid_axes(results), "method"])
+    return sweeps.summarise(long, list(SWEEP_METRICS), by=[*sweeps.grid_axes(results), "method"])
 
 
 def sweep_table(summary: pd.DataFrame, metric: str = "leakage_auc") -> pd.DataFrame:
     """One metric of ``sweep_leakage`` as method × grid-axis values, ``mean ± sd`` strings."""
     part = summary[summary["metric"] == metric]
     if part.empty:
-        raise sweep.ResultsError(f"no {metric!r} rows in the sweep summary; it has {sorted(summary['metric'].unique())}")
-    wide = sweep.format_summary(part)
-    axes = [a for a in sweep.summary_axes(part) if a != "method"]
+        raise sweeps.ResultsError(f"no {metric!r} rows in the sweep summary; it has {sorted(summary['metric'].unique())}")
+    wide = sweeps.format_summary(part)
+    axes = [a for a in sweeps.summary_axes(part) if a != "method"]
     if not axes:
         return wide.set_index("method")[[metric, "n"]]
     return wide.pivot_table(index="method", columns=axes, values=metric, aggfunc="first")

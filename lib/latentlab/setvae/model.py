@@ -276,7 +276,7 @@ class HierarchicalSetVAE(nn.Module):
     """SetVAE encoder per step + causal transformer + set decoder + outcome head.
 
     ``forward(batch)`` returns a dict with per-level posteriors (over valid steps), projected Z and
-    history H (B, T, d), reconstructions and per-step logits. Losses live in ``losses.setvae``.
+    history H (B, T, d), reconstructions and per-step logits. Losses live in ``latentlab.setvae.losses``.
     """
 
     def __init__(self, cfg: SetVAEConfig) -> None:

@@ -5,6 +5,10 @@ from __future__ import annotations
 import altair as alt
 import pandas as pd
 
+from latentlab.plotting import enable_offline_rendering
+
+enable_offline_rendering()
+
 MONITORS = ("train_task", "train_align", "train_sparse", "train_entropy", "train_smooth", "train_domain",
             "train_aupr", "val_aupr", "gate_active", "gate_entropy", "gate_pairwise", "gate_recovery_seen")
 

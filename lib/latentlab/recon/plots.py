@@ -6,6 +6,10 @@ import altair as alt
 import numpy as np
 import pandas as pd
 
+from latentlab.plotting import enable_offline_rendering
+
+enable_offline_rendering()
+
 BEAGLE = "Beagle 5.4"
 
 

@@ -21,12 +21,13 @@ import numpy as np
 import pandas as pd
 import torch
 
-from latentlab import io, sweep, train
-from latentlab.data import haplotypes as hp
-from latentlab.data import matches as mt
-from latentlab.losses import recon as rl
-from latentlab.models.imputer import BertRagImputer, ImputerConfig
+from latentlab import io, train
 from latentlab.params import ParameterError, StudyParams
+from latentlab.recon import data as hp
+from latentlab.recon import losses as rl
+from latentlab.recon import retrieval as mt
+from latentlab.recon.model import BertRagImputer, ImputerConfig
+from latentlab.sweep import results as sweeps
 
 MAF_BINS = (0.0, 0.01, 0.05, 0.2, 0.5001)
 SEED_PREDICTION = {  # the seed's predicted table (overall / rare ALT-F1): a hypothesis, not a target
@@ -206,7 +207,7 @@ def build_windows(query: np.ndarray, panel: np.ndarray, observed: np.ndarray, po
     """Cut every individual's haplotype pair into windows, mask unobserved sites, retrieve k panel haplotypes.
 
     ``retrieval="match"``: the k panel haplotypes with the longest exact match on the typed
-    markers around the window (up to ``flank_bp`` each side; ``data.matches``).
+    markers around the window (up to ``flank_bp`` each side; ``latentlab.recon.retrieval``).
     ``"hamming"``: the seed's rule, Hamming distance on the window's own typed sites. Either
     way each retrieved haplotype comes with its match extents at every site.
     ``query`` [n, 2, S]; ``self_rows`` [n, 2] the panel rows of each query's own haplotypes
@@ -573,8 +574,8 @@ def run_key(params: ReconParams) -> str:
 
 def _code_version() -> str:
     """Hash of the code a cached run depends on: a changed model, loss, retrieval or study never reuses old runs."""
-    from latentlab.losses import recon as losses
-    from latentlab.models import imputer
+    from latentlab.recon import losses
+    from latentlab.recon import model as imputer
 
     files = [Path(m.__file__) for m in (imputer, losses, mt, hp)] + [Path(__file__)]
     return hashlib.sha1(b"".join(f.read_bytes() for f in files)).hexdigest()
@@ -881,23 +882,23 @@ def sweep_summary(results: pd.DataFrame) -> pd.DataFrame:
     """A Study 3 sweep's table → arms × γ (× any other varying axis): ALT-F1 mean, sd, n over seeds.
 
     Needs the ``run.`` columns (one arm at one γ per point, as ``params/recon_ablation.yaml`` runs);
-    the result is ``sweep.summarise``'s long frame, so ``plots.sweep.summary_chart`` draws it.
+    the result is ``sweeps.summarise``'s long frame, so ``latentlab.sweep.plots.summary_chart`` draws it.
     """
     needed = ["run.arm", "run.gamma", *(f"run.{m}" for m in SWEEP_METRICS)]
     missing = [c for c in needed if c not in results.columns]
     if missing:
-        raise sweep.ResultsError(
+        raise sweeps.ResultsError(
             f"the sweep's table has no {missing} column(s): Study 3 writes them when a point trains one arm at "
             f"one γ (grid axes arms: [[A], [B], ...] and gammas: [[5.0], [2.5]], as params/recon_ablation.yaml)")
     frame = results.rename(columns={"run.arm": "arm", "run.gamma": "gamma",
                                     **{f"run.{m}": m for m in SWEEP_METRICS}})
-    others = [c for c in sweep.grid_axes(results) if c not in ("param.arms", "param.gammas")]
-    return sweep.summarise(frame, list(SWEEP_METRICS), by=["arm", "gamma", *others])
+    others = [c for c in sweeps.grid_axes(results) if c not in ("param.arms", "param.gammas")]
+    return sweeps.summarise(frame, list(SWEEP_METRICS), by=["arm", "gamma", *others])
 
 
 def sweep_table(summary: pd.DataFrame) -> pd.DataFrame:
     """``sweep_summary`` as the notebook shows it: one row per arm × γ, ``mean ± sd`` per F1."""
-    wide = sweep.format_summary(summary).rename(columns={**SWEEP_METRICS, "gamma": "γ", "n": "seeds"})
+    wide = sweeps.format_summary(summary).rename(columns={**SWEEP_METRICS, "gamma": "γ", "n": "seeds"})
     return wide
 
 

@@ -7,7 +7,7 @@ stdpopsim's OutOfAfrica CEU; real nucleotides from the JC69 mutation model; chro
 contig length in the header; panel-monomorphic sites kept (a panel is rarely filtered on
 itself); truth's samples in another order than the targets'; bgzip-compressed by htslib.
 
-    python -m latentlab.data.vcf_fixture DIR   # writes DIR/panel.vcf.gz, targets.vcf.gz, truth.vcf.gz
+    python -m latentlab.recon.fixtures DIR   # writes DIR/panel.vcf.gz, targets.vcf.gz, truth.vcf.gz
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from latentlab.data import vcf_io
-from latentlab.data.haplotypes import Haplotypes, ImputationData
+from latentlab.recon import vcf as vcf_io
+from latentlab.recon.data import Haplotypes, ImputationData
 
 CONTIG_LENGTH = {"chr20": 64_444_167}
 
@@ -91,6 +91,6 @@ def write_user_dataset(directory: str | Path, *, suffix: str = ".vcf.gz", seed: 
 
 if __name__ == "__main__":
     if len(sys.argv) != 2:
-        sys.exit("usage: python -m latentlab.data.vcf_fixture DIR")
+        sys.exit("usage: python -m latentlab.recon.fixtures DIR")
     for name, path in write_user_dataset(sys.argv[1]).items():
         print(f"{name}: {path}")

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from latentlab.data import vcf_io
-from latentlab.data.vcf_io import VcfError
+from latentlab.recon import vcf as vcf_io
+from latentlab.recon.vcf import VcfError
 
 MASK = 2  # allele token for "not observed"
 

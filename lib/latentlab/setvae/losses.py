@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from latentlab.models.setvae import HierarchicalSetVAE, gaussian_kl
+from latentlab.setvae.model import HierarchicalSetVAE, gaussian_kl
 from latentlab.train import StepContext
 
 TERMS = ("recon", "kl", "cls", "var_reg", "mean_reg")

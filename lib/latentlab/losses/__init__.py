@@ -1,1 +1,0 @@
-"""Named loss terms, one module per study (each returns scalar tensors for train.fit)."""

@@ -1,0 +1,1 @@
+"""Study 2 — SFMN: sparse cell-line gates over motif features for EPI on unseen cell lines."""
