@@ -72,6 +72,27 @@ def test_extents_of_equal_retrieval_extents_for_the_same_rows():
     np.testing.assert_array_equal(right, found.right_bp)
 
 
+def _reference_runs(query, panel):
+    """The first version's tables: last mismatch <= m (-1 if none), first >= m (M if none), mismatches before m."""
+    n_markers = query.shape[1]
+    mism = query[:, None, :] != panel[None, :, :]
+    idx = np.arange(n_markers)
+    last = np.maximum.accumulate(np.where(mism, idx, -1), axis=2)
+    nxt = np.minimum.accumulate(np.where(mism, idx, n_markers)[:, :, ::-1], axis=2)[:, :, ::-1]
+    cum = np.concatenate([np.zeros(mism.shape[:2] + (1,), int), np.cumsum(mism, axis=2)], axis=2)
+    return last, nxt, cum
+
+
+def _reference_extent(last, nxt, marker_pos, points, flank_bp):
+    n_markers = len(marker_pos)
+    left_i = np.searchsorted(marker_pos, points, side="right") - 1
+    right_i = np.searchsorted(marker_pos, points, side="left")
+    lm = np.where(left_i >= 0, np.take(last, np.clip(left_i, 0, n_markers - 1), axis=-1), -1)
+    rm = np.where(right_i < n_markers, np.take(nxt, np.clip(right_i, 0, n_markers - 1), axis=-1), n_markers)
+    pos_ext = np.concatenate([[-np.inf], marker_pos, [np.inf]])
+    return np.minimum(points - pos_ext[lm + 1], flank_bp), np.minimum(pos_ext[rm + 1] - points, flank_bp)
+
+
 def _reference_retrieval(query, panel, observed, positions, starts, window, k, flank_bp, exclude=None):
     """The first, direct version: a stable full sort of every panel row, per-site extents window by window."""
     marker_pos = positions[observed].astype(np.float64)
@@ -79,8 +100,8 @@ def _reference_retrieval(query, panel, observed, positions, starts, window, k, f
     centre = (site_pos[:, 0] + site_pos[:, -1]) / 2
     lo = np.searchsorted(marker_pos, centre - flank_bp, side="left")
     hi = np.searchsorted(marker_pos, centre + flank_bp, side="right")
-    last, nxt, cum = mt._mismatch_runs(query[:, observed], panel[:, observed])
-    cl, cr = mt._extent_bp(last, nxt, marker_pos, centre, flank_bp)
+    last, nxt, cum = _reference_runs(query[:, observed], panel[:, observed])
+    cl, cr = _reference_extent(last, nxt, marker_pos, centre, flank_bp)
     length = cl + cr
     hamming = np.take(cum, hi, axis=-1) - np.take(cum, lo, axis=-1)
     key = length - hamming / (hamming.max() + 1.0) * 0.5
@@ -88,7 +109,7 @@ def _reference_retrieval(query, panel, observed, positions, starts, window, k, f
         np.put_along_axis(key, exclude[:, :, None].repeat(len(starts), axis=2), -np.inf, axis=1)
     top = np.argsort(-key, axis=1, kind="stable")[:, :k, :].transpose(0, 2, 1)
     q_idx = np.arange(len(query))[:, None]
-    ext = [mt._extent_bp(last[q_idx, top[:, w]], nxt[q_idx, top[:, w]], marker_pos, site_pos[w], flank_bp)
+    ext = [_reference_extent(last[q_idx, top[:, w]], nxt[q_idx, top[:, w]], marker_pos, site_pos[w], flank_bp)
            for w in range(len(starts))]
     return top, np.stack([e[0] for e in ext], axis=1), np.stack([e[1] for e in ext], axis=1)
 

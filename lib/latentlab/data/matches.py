@@ -16,7 +16,8 @@ PBWT would pay off).
 No maintained PBWT package is on PyPI (checked for this study), so this is the clear
 numpy version the study relies on.
 
-Everything is computed in chunks of queries so memory stays ~``chunk × panel × markers``.
+Everything is computed in chunks of queries so memory stays ~``chunk × panel × markers``; 4 queries
+at a time keep the tables (int16) in a core's L2 cache (measured 1.2× faster than 16).
 """
 
 from __future__ import annotations
@@ -42,41 +43,46 @@ class Retrieved:
 
 
 def _mismatch_runs(query: np.ndarray, panel: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """For queries [q, M] vs panel [N, M] on typed markers: last mismatch ≤ m, first mismatch ≥ m, cumulative count.
+    """For queries [q, M] vs panel [N, M] on typed markers: where the runs of agreement end, and mismatch counts.
 
-    ``last[q, j, m]`` is the index of the last mismatching marker at or before m (-1 if none);
-    ``nxt[q, j, m]`` the first at or after m (M if none); ``cum[q, j, m]`` mismatches before m.
+    ``last1[q, j, i]`` (i = 0 … M) is 1 + the index of the last mismatching marker among the
+    first i markers (0 if none); ``nxt1[q, j, i]`` 1 + the first mismatching marker at or after
+    marker i (M + 1 if none; i = M gives M + 1); ``cum[q, j, i]`` the mismatches among the first
+    i markers. The +1 offsets index ``[-inf, marker positions, +inf]`` directly. int16 when M allows.
     """
-    n_markers = query.shape[1]
+    n_q, n_markers = query.shape
+    dt = np.int16 if n_markers + 2 < 2 ** 15 else np.int32
     mism = query[:, None, :] != panel[None, :, :]  # [q, N, M]
-    idx = np.arange(n_markers, dtype=np.int32)
-    last = np.maximum.accumulate(np.where(mism, idx, -1), axis=2)
-    nxt = np.minimum.accumulate(np.where(mism, idx, n_markers)[:, :, ::-1], axis=2)[:, :, ::-1]
-    cum = np.concatenate([np.zeros(mism.shape[:2] + (1,), np.int32), np.cumsum(mism, axis=2, dtype=np.int32)], axis=2)
-    return last, nxt, cum
+    idx1 = np.arange(1, n_markers + 1, dtype=dt)
+    shape = (n_q, panel.shape[0], n_markers + 1)
+    last1 = np.zeros(shape, dt)
+    np.maximum.accumulate(np.where(mism, idx1, dt(0)), axis=2, out=last1[:, :, 1:])
+    nxt1 = np.full(shape, n_markers + 1, dt)
+    nxt1[:, :, :n_markers] = np.minimum.accumulate(np.where(mism, idx1, dt(n_markers + 1))[:, :, ::-1], axis=2)[:, :, ::-1]
+    cum = np.zeros(shape, dt)
+    np.cumsum(mism, axis=2, dtype=dt, out=cum[:, :, 1:])
+    return last1, nxt1, cum
 
 
-def _extent_bp(last: np.ndarray, nxt: np.ndarray, marker_pos: np.ndarray, points: np.ndarray,
+def _extent_bp(last1: np.ndarray, nxt1: np.ndarray, marker_pos: np.ndarray, points: np.ndarray,
                flank_bp: float) -> tuple[np.ndarray, np.ndarray]:
-    """Left/right exact-match extent (bp, ≤ flank) around ``points`` given last/next mismatch tables.
+    """Left/right exact-match extent (bp, ≤ flank) around ``points`` given ``_mismatch_runs``' tables.
 
     Markers at a point count on both sides (a mismatch there gives 0 both ways). With no
     mismatch within the flank, the extent is the flank itself (the chromosome end also caps it).
+    ``points`` may have any shape the tables' last axis is indexed with.
     """
-    n_markers = len(marker_pos)
-    left_i = np.searchsorted(marker_pos, points, side="right") - 1  # last marker ≤ point
+    left_i = np.searchsorted(marker_pos, points, side="right")  # markers ≤ point
     right_i = np.searchsorted(marker_pos, points, side="left")  # first marker ≥ point
-    lm = np.where(left_i >= 0, np.take(last, np.clip(left_i, 0, n_markers - 1), axis=-1), -1)
-    rm = np.where(right_i < n_markers, np.take(nxt, np.clip(right_i, 0, n_markers - 1), axis=-1), n_markers)
     pos_ext = np.concatenate([[-np.inf], marker_pos.astype(np.float64), [np.inf]])
-    left = points - pos_ext[lm + 1]
-    right = pos_ext[rm + 1] - points
+    left = points - np.take(pos_ext, np.take(last1, left_i, axis=-1))
+    right = np.take(pos_ext, np.take(nxt1, right_i, axis=-1)) - points
     return np.minimum(left, flank_bp), np.minimum(right, flank_bp)
 
 
 def retrieve_matches(query: np.ndarray, panel: np.ndarray, observed: np.ndarray, positions: np.ndarray,
                      starts: np.ndarray, window: int, k: int, *, flank_bp: float,
-                     exclude: np.ndarray | None = None, chunk: int = 16) -> Retrieved:
+                     exclude: np.ndarray | None = None, chunk: int = 4) -> Retrieved:
     """The k panel haplotypes with the longest exact match on typed markers around each window.
 
     ``query`` [Q, S] and ``panel`` [N, S] are full haplotypes (only ``observed`` markers are
@@ -147,21 +153,18 @@ def _window_positions(positions: np.ndarray, starts: np.ndarray, window: int) ->
     return site_pos, (site_pos[:, 0] + site_pos[:, -1]) / 2
 
 
-def _site_extents(last: np.ndarray, nxt: np.ndarray, top: np.ndarray, marker_pos: np.ndarray,
+def _site_extents(last1: np.ndarray, nxt1: np.ndarray, top: np.ndarray, marker_pos: np.ndarray,
                   site_pos: np.ndarray, flank_bp: float) -> tuple[np.ndarray, np.ndarray]:
     """Extents at every site of every window for the chosen rows ``top`` [q, W, k] → two [q, W, k, L]."""
-    n_markers = len(marker_pos)
-    left_i = np.searchsorted(marker_pos, site_pos, side="right") - 1  # [W, L] last marker ≤ site
+    left_i = np.searchsorted(marker_pos, site_pos, side="right")  # [W, L] markers ≤ site
     right_i = np.searchsorted(marker_pos, site_pos, side="left")  # first marker ≥ site
     q_idx = np.arange(top.shape[0])[:, None, None, None]
     rows = top[:, :, :, None]  # [q, W, k, 1]
-    lm = last[q_idx, rows, np.clip(left_i, 0, n_markers - 1)[None, :, None, :]]  # [q, W, k, L]
-    lm = np.where(left_i[None, :, None, :] >= 0, lm, -1)
-    rm = nxt[q_idx, rows, np.clip(right_i, 0, n_markers - 1)[None, :, None, :]]
-    rm = np.where(right_i[None, :, None, :] < n_markers, rm, n_markers)
     pos_ext = np.concatenate([[-np.inf], marker_pos.astype(np.float64), [np.inf]])
     pts = site_pos[None, :, None, :]
-    return np.minimum(pts - pos_ext[lm + 1], flank_bp), np.minimum(pos_ext[rm + 1] - pts, flank_bp)
+    left = pts - np.take(pos_ext, last1[q_idx, rows, left_i[None, :, None, :]])  # [q, W, k, L]
+    right = np.take(pos_ext, nxt1[q_idx, rows, right_i[None, :, None, :]]) - pts
+    return np.minimum(left, flank_bp), np.minimum(right, flank_bp)
 
 
 def extents_of(query: np.ndarray, panel: np.ndarray, observed: np.ndarray, positions: np.ndarray,
