@@ -133,7 +133,7 @@ class RagFusion(nn.Module):
         k, heads = rag.shape[1], self.heads
         dh = d // heads
         a0, a1 = seg.allele.weight
-        feats = [rag.to(h.dtype), dist.unsqueeze(-1).expand(b, k, length)]
+        feats = [rag.to(h.dtype), dist.unsqueeze(-1).expand(b, k, length)]  # rag may arrive as int8
         dirs = [a1 - a0, seg.dist.weight[:, 0]]
         base = a0 + seg.dist.bias
         if seg.match is not None and match is not None:
@@ -149,7 +149,7 @@ class RagFusion(nn.Module):
         g = torch.einsum("blhe,hej->bljh", q, wku) / math.sqrt(dh)  # [B, L, J, H]
         if match_bias is not None and match is not None:
             g = g + torch.cat([torch.zeros(2, heads, device=h.device, dtype=h.dtype), match_bias.weight.T], dim=0)
-        p = (f @ g).softmax(dim=2)  # [B, L, k, H]
+        p = (f @ g).softmax(dim=2)  # [B, L, k, H]: one small matmul per site (measured faster than k last)
         fbar = p.transpose(-1, -2) @ f  # [B, L, H, J]
         value = nn.functional.linear(shared + base, wv, self.kv.bias[d:]).view(b, length, heads, dh)
         att = (value + torch.einsum("blhj,hej->blhe", fbar, wvu)).reshape(b, length, d)
@@ -175,7 +175,7 @@ class SegmentEncoder(nn.Module):
     def forward(self, seg: torch.Tensor, pos: torch.Tensor, af: torch.Tensor, dist: torch.Tensor,
                 match: torch.Tensor | None = None) -> torch.Tensor:
         shared = self.fusion(torch.zeros(*seg.shape[::2], self.allele.embedding_dim, device=seg.device), pos, af)
-        out = self.allele(seg) + (shared.unsqueeze(1) + self.dist(dist.unsqueeze(-1)).unsqueeze(2))  # [B, k, L, D]
+        out = self.allele(seg.long()) + (shared.unsqueeze(1) + self.dist(dist.unsqueeze(-1)).unsqueeze(2))  # [B, k, L, D]
         if self.match is not None and match is not None:
             out = out + self.match(match_features(match))
         return out

@@ -272,7 +272,7 @@ def _retrieval_sites(idx: np.ndarray, observed: np.ndarray) -> np.ndarray:
     return lo + np.flatnonzero(observed[lo:hi])
 
 
-def to_batch(ws: WindowSet, idx: np.ndarray, af: np.ndarray) -> dict[str, torch.Tensor]:
+def to_batch(ws: WindowSet, idx: np.ndarray | slice, af: np.ndarray) -> dict[str, torch.Tensor]:
     t = torch.from_numpy
     site = ws.site[idx]
     hap = ws.hap[idx]
@@ -280,7 +280,7 @@ def to_batch(ws: WindowSet, idx: np.ndarray, af: np.ndarray) -> dict[str, torch.
         "hap_1": t(hap[:, 0]), "hap_2": t(hap[:, 1]), "y1": t(ws.y[idx, 0]), "y2": t(ws.y[idx, 1]),
         "mask": t(hap[:, 0] == hp.MASK), "pos": t(ws.pos[ws.window_id[idx]]),
         "af": t(af[site].astype(np.float32)),
-        "rag_seg_h1": t(ws.rag[idx, 0].astype(np.int64)), "rag_seg_h2": t(ws.rag[idx, 1].astype(np.int64)),
+        "rag_seg_h1": t(ws.rag[idx, 0]), "rag_seg_h2": t(ws.rag[idx, 1]),  # int8: the model reads them as numbers
         "rag_dist_h1": t(ws.dist[idx, 0]), "rag_dist_h2": t(ws.dist[idx, 1]),
         "rag_match_h1": t(ws.match[idx, 0].astype(np.float32)), "rag_match_h2": t(ws.match[idx, 1].astype(np.float32)),
     }
@@ -364,7 +364,7 @@ def predict_windows(model: BertRagImputer, ws: WindowSet, af: np.ndarray, batch_
     device = next(model.parameters()).device
     with torch.inference_mode():
         for s in range(0, len(ws), batch_size):
-            idx = np.arange(s, min(s + batch_size, len(ws)))
+            idx = slice(s, min(s + batch_size, len(ws)))  # a slice: views, not copies, of the window arrays
             p1, p2 = model.alt_probability(train.to_device(to_batch(ws, idx, af), device))
             probs[idx, 0], probs[idx, 1] = p1.cpu().numpy(), p2.cpu().numpy()
     observed = ws.hap != hp.MASK
