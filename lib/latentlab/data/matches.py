@@ -10,9 +10,12 @@ carry the query's alleles at the untyped sites in between — the idea behind po
 PBWT finds these matches in O(markers) per query through its sorted prefix arrays. At the
 sizes this study runs (≤ a few thousand panel haplotypes, ≤ a few thousand typed markers)
 a direct vectorised comparison gives the same extents, is easier to read and test, and
-costs O(queries × panel × markers) byte operations (measured: 1.2 s for 200 query × 1,000 panel
-haplotypes × 90 typed markers; ~60 s of a 1,000 × 1,000 inference run under load, which is where a real
-PBWT would pay off).
+costs O(queries × panel × markers) byte operations. The top k of each (query, window) come from a
+partial sort of one packed integer key (match length, mismatches, panel order — the same order a
+stable full sort gives), and the per-site extents of the chosen k from one vectorised gather.
+Measured 2026-12-03 (one thread, load 4–5): 1,000 query × 1,000 panel haplotypes × 90 typed markers
+× 55 windows in ≈ 3 s of CPU, down from 7.8 s (a stable full sort of every panel row and per-window
+loops); a real PBWT would make it O(queries × markers).
 No maintained PBWT package is on PyPI (checked for this study), so this is the clear
 numpy version the study relies on.
 
