@@ -63,3 +63,27 @@ def test_predict_windows_matches_small_batches_and_keeps_observed_alleles():
     observed = ws.hap != hp.MASK
     assert np.array_equal(big[observed], ws.hap[observed])
     assert ((big[~observed] > 0) & (big[~observed] < 1)).all()
+
+
+def test_factored_rag_attention_equals_the_plain_segment_path_with_and_without_match():
+    ws = _windows()
+    batch = recon.to_batch(ws, np.arange(len(ws)), np.random.default_rng(2).random(150))
+    for use_match in (True, False):
+        torch.manual_seed(4)
+        model = BertRagImputer(ImputerConfig(window=32, k=4, d_model=16, depth=1, heads=2, use_match=use_match))
+        for p in model.parameters():  # non-trivial biases everywhere (defaults start some at zero)
+            p.data.add_(0.1 * torch.randn_like(p))
+        fast = model(batch)
+        model.plain_rag = True
+        plain = model(batch)
+        for a, b in zip(fast, plain, strict=True):
+            torch.testing.assert_close(a, b, atol=2e-5, rtol=1e-4)
+        grads = []
+        for flag in (False, True):  # same gradients too: training takes the factored path
+            model.plain_rag = flag
+            model.zero_grad()
+            sum(o.square().mean() for o in model(batch)).backward()
+            # the key bias and match_bias.bias shift all k logits alike: zero gradient (None on the factored path)
+            grads.append([torch.zeros_like(p) if p.grad is None else p.grad.clone() for p in model.parameters()])
+        for a, b in zip(*grads, strict=True):
+            torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-3)

@@ -72,6 +72,71 @@ def test_extents_of_equal_retrieval_extents_for_the_same_rows():
     np.testing.assert_array_equal(right, found.right_bp)
 
 
+def _reference_runs(query, panel):
+    """The first version's tables: last mismatch <= m (-1 if none), first >= m (M if none), mismatches before m."""
+    n_markers = query.shape[1]
+    mism = query[:, None, :] != panel[None, :, :]
+    idx = np.arange(n_markers)
+    last = np.maximum.accumulate(np.where(mism, idx, -1), axis=2)
+    nxt = np.minimum.accumulate(np.where(mism, idx, n_markers)[:, :, ::-1], axis=2)[:, :, ::-1]
+    cum = np.concatenate([np.zeros(mism.shape[:2] + (1,), int), np.cumsum(mism, axis=2)], axis=2)
+    return last, nxt, cum
+
+
+def _reference_extent(last, nxt, marker_pos, points, flank_bp):
+    n_markers = len(marker_pos)
+    left_i = np.searchsorted(marker_pos, points, side="right") - 1
+    right_i = np.searchsorted(marker_pos, points, side="left")
+    lm = np.where(left_i >= 0, np.take(last, np.clip(left_i, 0, n_markers - 1), axis=-1), -1)
+    rm = np.where(right_i < n_markers, np.take(nxt, np.clip(right_i, 0, n_markers - 1), axis=-1), n_markers)
+    pos_ext = np.concatenate([[-np.inf], marker_pos, [np.inf]])
+    return np.minimum(points - pos_ext[lm + 1], flank_bp), np.minimum(pos_ext[rm + 1] - points, flank_bp)
+
+
+def _reference_retrieval(query, panel, observed, positions, starts, window, k, flank_bp, exclude=None):
+    """The first, direct version: a stable full sort of every panel row, per-site extents window by window."""
+    marker_pos = positions[observed].astype(np.float64)
+    site_pos = positions[starts[:, None] + np.arange(window)].astype(np.float64)
+    centre = (site_pos[:, 0] + site_pos[:, -1]) / 2
+    lo = np.searchsorted(marker_pos, centre - flank_bp, side="left")
+    hi = np.searchsorted(marker_pos, centre + flank_bp, side="right")
+    last, nxt, cum = _reference_runs(query[:, observed], panel[:, observed])
+    cl, cr = _reference_extent(last, nxt, marker_pos, centre, flank_bp)
+    length = cl + cr
+    hamming = np.take(cum, hi, axis=-1) - np.take(cum, lo, axis=-1)
+    key = length - hamming / (hamming.max() + 1.0) * 0.5
+    if exclude is not None:
+        np.put_along_axis(key, exclude[:, :, None].repeat(len(starts), axis=2), -np.inf, axis=1)
+    top = np.argsort(-key, axis=1, kind="stable")[:, :k, :].transpose(0, 2, 1)
+    q_idx = np.arange(len(query))[:, None]
+    ext = [_reference_extent(last[q_idx, top[:, w]], nxt[q_idx, top[:, w]], marker_pos, site_pos[w], flank_bp)
+           for w in range(len(starts))]
+    return top, np.stack([e[0] for e in ext], axis=1), np.stack([e[1] for e in ext], axis=1)
+
+
+@pytest.mark.parametrize("typed_share", [0.03, 0.3])
+def test_fast_retrieval_equals_the_direct_stable_sort_with_many_ties(typed_share):
+    """Top-k by packed integer keys + vectorised extents = the direct version, ties broken by panel order alike."""
+    rng = np.random.default_rng(5)
+    n_sites, panel_n = 400, 60
+    founders = rng.integers(0, 2, (6, n_sites)).astype(np.int8)  # few founders: many exact ties on typed markers
+    panel = founders[rng.integers(0, 6, panel_n)]
+    panel[rng.random(panel.shape) < 0.01] ^= 1
+    query = founders[rng.integers(0, 6, 7)].copy()
+    observed = rng.random(n_sites) < typed_share
+    observed[[0, 200]] = True
+    positions = np.cumsum(rng.integers(1, 400, n_sites)) + 1000
+    starts = hp.window_starts(n_sites, 32)
+    exclude = rng.choice(panel_n, (7, 2))
+    for k, flank, ex in ((5, 20_000, None), (8, 3_000, exclude), (panel_n - 2, 20_000, exclude)):
+        found = mt.retrieve_matches(query, panel, observed, positions, starts, 32, k, flank_bp=flank, exclude=ex,
+                                    chunk=3)
+        top, left, right = _reference_retrieval(query, panel, observed, positions, starts, 32, k, flank, ex)
+        np.testing.assert_array_equal(found.index, top)
+        np.testing.assert_array_equal(found.left_bp, left)
+        np.testing.assert_array_equal(found.right_bp, right)
+
+
 def test_build_windows_both_modes_and_unknown_mode():
     rng = np.random.default_rng(0)
     panel = rng.integers(0, 2, (20, 12)).astype(np.int8)

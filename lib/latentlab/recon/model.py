@@ -107,8 +107,53 @@ class RagFusion(nn.Module):
         if bias is not None:
             logits = logits + bias
         att = (logits.softmax(dim=1).unsqueeze(-1) * value).sum(dim=1).reshape(b, length, d)
+        return self.finish(h, att, af, af_p)
+
+    def finish(self, h: torch.Tensor, att: torch.Tensor, af: torch.Tensor, af_p: torch.Tensor) -> torch.Tensor:
+        """Everything after the attention: output projection, ALT share, norms and feed-forward."""
         fused = self.norm(h + self.out(att) + self.af_p(torch.stack([af, af_p], dim=-1)))
         return self.norm2(fused + self.ff(fused))
+
+    def attend_factored(self, h: torch.Tensor, seg: SegmentEncoder, rag: torch.Tensor, pos: torch.Tensor,
+                        af: torch.Tensor, dist: torch.Tensor, match: torch.Tensor | None,
+                        match_bias: nn.Linear | None, af_p: torch.Tensor) -> torch.Tensor:
+        """``forward(h, seg(rag, pos, af, dist, match), af, af_p, match_bias(...))`` without the [B, k, L, D] tensors.
+
+        A segment's embedding is linear in a handful of scalars per (segment, site): its allele,
+        its retrieval distance and its three match features — ``rag_h = c[b, l] + Σ_j f_j · u_j``
+        with ``c`` the same for all k segments. So a key is ``Wk·c + Σ_j f_j · Wk·u_j``: the query
+        meets each direction once per site (``G = q · Wk u_j``), the part common to the k segments
+        cancels in the softmax over k, and the logits are ``f · G`` (J = 2 or 5 numbers per
+        segment instead of D). The attention-weighted value is ``Wv·c + bv + Σ_j f̄_j · Wv u_j``
+        with ``f̄`` the attention-weighted mean of the scalars. Same function and parameters as
+        the plain path (``tests/test_recon_fastpaths.py``); the per-(segment, site) work drops
+        from ~10 passes over D = 32 floats to a few over J·heads.
+        """
+        b, length, d = h.shape
+        k, heads = rag.shape[1], self.heads
+        dh = d // heads
+        a0, a1 = seg.allele.weight
+        feats = [rag.to(h.dtype), dist.unsqueeze(-1).expand(b, k, length)]  # rag may arrive as int8
+        dirs = [a1 - a0, seg.dist.weight[:, 0]]
+        base = a0 + seg.dist.bias
+        if seg.match is not None and match is not None:
+            feats += list(match_features(match).unbind(dim=-1))
+            dirs += list(seg.match.weight.unbind(dim=1))
+            base = base + seg.match.bias
+        f = torch.stack(feats, dim=-1).transpose(1, 2)  # [B, L, k, J]
+        u = torch.stack(dirs, dim=-1)  # [D, J]
+        shared = seg.fusion(torch.zeros(b, length, d, device=h.device, dtype=h.dtype), pos, af)  # [B, L, D]
+        wk, wv = self.kv.weight[:d], self.kv.weight[d:]
+        wku, wvu = (wk @ u).view(heads, dh, -1), (wv @ u).view(heads, dh, -1)  # [H, dh, J]
+        q = self.q(h).view(b, length, heads, dh)
+        g = torch.einsum("blhe,hej->bljh", q, wku) / math.sqrt(dh)  # [B, L, J, H]
+        if match_bias is not None and match is not None:
+            g = g + torch.cat([torch.zeros(2, heads, device=h.device, dtype=h.dtype), match_bias.weight.T], dim=0)
+        p = (f @ g).softmax(dim=2)  # [B, L, k, H]: one small matmul per site (measured faster than k last)
+        fbar = p.transpose(-1, -2) @ f  # [B, L, H, J]
+        value = nn.functional.linear(shared + base, wv, self.kv.bias[d:]).view(b, length, heads, dh)
+        att = (value + torch.einsum("blhj,hej->blhe", fbar, wvu)).reshape(b, length, d)
+        return self.finish(h, att, af, af_p)
 
 
 class SegmentEncoder(nn.Module):
@@ -130,7 +175,7 @@ class SegmentEncoder(nn.Module):
     def forward(self, seg: torch.Tensor, pos: torch.Tensor, af: torch.Tensor, dist: torch.Tensor,
                 match: torch.Tensor | None = None) -> torch.Tensor:
         shared = self.fusion(torch.zeros(*seg.shape[::2], self.allele.embedding_dim, device=seg.device), pos, af)
-        out = self.allele(seg) + (shared.unsqueeze(1) + self.dist(dist.unsqueeze(-1)).unsqueeze(2))  # [B, k, L, D]
+        out = self.allele(seg.long()) + (shared.unsqueeze(1) + self.dist(dist.unsqueeze(-1)).unsqueeze(2))  # [B, k, L, D]
         if self.match is not None and match is not None:
             out = out + self.match(match_features(match))
         return out
@@ -153,6 +198,9 @@ class BertRagImputer(nn.Module):
         self.match_vote = MatchVote(cfg) if cfg.use_match else None
         self.hap_head = nn.Linear(cfg.d_model, 2)
         self.gt_head = nn.Sequential(nn.Linear(2 * cfg.d_model, cfg.d_model), nn.GELU(), nn.Linear(cfg.d_model, 4))
+        # True: the RAG path as first written, over [B, k, L, D] segment embeddings (the reference the
+        # factored path is tested against); False (default): RagFusion.attend_factored, the same function
+        self.plain_rag = False
 
     def embed_alleles(self, tokens: torch.Tensor) -> torch.Tensor:
         """The initial embedding (``hap_before``); also arm D's target when given the true alleles."""
@@ -162,12 +210,13 @@ class BertRagImputer(nn.Module):
         before = self.embed_alleles(tokens)
         h = self.transformer_blocks(self.emb_fusion(before, pos, af))
         use = self.cfg.use_match
+        # match-weighted ALT share of the retrieved segments; without match extents the plain share, as the seed
+        af_p = self.match_vote(rag, rag_match) if use else rag.float().mean(dim=1)
+        if not self.plain_rag:
+            return before, self.rag_fusion.attend_factored(h, self.segment_encoder, rag, pos, af, rag_dist,
+                                                           rag_match if use else None, self.match_bias, af_p)
         rag_h = self.segment_encoder(rag, pos, af, rag_dist, rag_match if use else None)
-        if use:
-            af_p = self.match_vote(rag, rag_match)  # match-weighted ALT share of the retrieved segments
-            bias = self.match_bias(match_features(rag_match))
-        else:
-            af_p, bias = rag.float().mean(dim=1), None  # plain ALT share, as the seed
+        bias = self.match_bias(match_features(rag_match)) if use else None
         return before, self.rag_fusion(h, rag_h, af, af_p, bias)
 
     def forward(self, x: dict[str, torch.Tensor]) -> list[torch.Tensor]:
@@ -176,21 +225,29 @@ class BertRagImputer(nn.Module):
         On CPU at these sizes the cost is per operation, not per element (measured: the two-call
         version spent most of each step in op overhead), so one call of 2·B nearly halves a step.
         """
-        if self.cfg.use_match and "rag_match_h1" not in x:
-            raise KeyError("ImputerConfig.use_match needs rag_match_h1/rag_match_h2 [B, k, L, 2] in the batch "
-                           "(match extents from retrieval); build the config with use_match=False otherwise")
-        both = lambda a, b: torch.cat([a, b], dim=0)  # noqa: E731
-        twice = lambda a: torch.cat([a, a], dim=0)  # noqa: E731
-        match = both(x["rag_match_h1"], x["rag_match_h2"]) if self.cfg.use_match else None
-        before, after = self.encode(both(x["hap_1"], x["hap_2"]), twice(x["pos"]), twice(x["af"]),
-                                    both(x["rag_seg_h1"], x["rag_seg_h2"]), both(x["rag_dist_h1"], x["rag_dist_h2"]),
-                                    match)
+        before, after = self.encode_both(x)
         h1_before, h2_before = before.chunk(2, dim=0)
         h1_after, h2_after = after.chunk(2, dim=0)
         gt = self.gt_head(torch.cat([h1_after, h2_after], dim=-1))
         hap = self.hap_head(after)
         h1_logits, h2_logits = hap.chunk(2, dim=0)
         return [h1_logits, h2_logits, gt, h1_before, h2_before, h1_after, h2_after]
+
+    def encode_both(self, x: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """``encode`` of hap_1 and hap_2 stacked as one batch of 2·B: (before, after), each [2B, L, D]."""
+        if self.cfg.use_match and "rag_match_h1" not in x:
+            raise KeyError("ImputerConfig.use_match needs rag_match_h1/rag_match_h2 [B, k, L, 2] in the batch "
+                           "(match extents from retrieval); build the config with use_match=False otherwise")
+        both = lambda a, b: torch.cat([a, b], dim=0)  # noqa: E731
+        twice = lambda a: torch.cat([a, a], dim=0)  # noqa: E731
+        match = both(x["rag_match_h1"], x["rag_match_h2"]) if self.cfg.use_match else None
+        return self.encode(both(x["hap_1"], x["hap_2"]), twice(x["pos"]), twice(x["af"]),
+                           both(x["rag_seg_h1"], x["rag_seg_h2"]), both(x["rag_dist_h1"], x["rag_dist_h2"]), match)
+
+    def alt_probability(self, x: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """P(ALT) per site of hap_1 and hap_2 [B, L] — ``forward``'s first two outputs, without the genotype head."""
+        p = self.hap_head(self.encode_both(x)[1]).softmax(-1)[..., 1]
+        return p.chunk(2, dim=0)
 
     def shared_parameters(self) -> list[nn.Parameter]:
         """Weights every term shapes: embedding, fusion and transformer (for the gradient-conflict cosine)."""

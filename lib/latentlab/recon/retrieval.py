@@ -10,13 +10,17 @@ carry the query's alleles at the untyped sites in between — the idea behind po
 PBWT finds these matches in O(markers) per query through its sorted prefix arrays. At the
 sizes this study runs (≤ a few thousand panel haplotypes, ≤ a few thousand typed markers)
 a direct vectorised comparison gives the same extents, is easier to read and test, and
-costs O(queries × panel × markers) byte operations (measured: 1.2 s for 200 query × 1,000 panel
-haplotypes × 90 typed markers; ~60 s of a 1,000 × 1,000 inference run under load, which is where a real
-PBWT would pay off).
+costs O(queries × panel × markers) byte operations. The top k of each (query, window) come from a
+partial sort of one packed integer key (match length, mismatches, panel order — the same order a
+stable full sort gives), and the per-site extents of the chosen k from one vectorised gather.
+Measured 2026-12-03 (one thread, load 4–5): 1,000 query × 1,000 panel haplotypes × 90 typed markers
+× 55 windows in ≈ 3 s of CPU, down from 7.8 s (a stable full sort of every panel row and per-window
+loops); a real PBWT would make it O(queries × markers).
 No maintained PBWT package is on PyPI (checked for this study), so this is the clear
 numpy version the study relies on.
 
-Everything is computed in chunks of queries so memory stays ~``chunk × panel × markers``.
+Everything is computed in chunks of queries so memory stays ~``chunk × panel × markers``; 4 queries
+at a time keep the tables (int16) in a core's L2 cache (measured 1.2× faster than 16).
 """
 
 from __future__ import annotations
@@ -42,41 +46,46 @@ class Retrieved:
 
 
 def _mismatch_runs(query: np.ndarray, panel: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """For queries [q, M] vs panel [N, M] on typed markers: last mismatch ≤ m, first mismatch ≥ m, cumulative count.
+    """For queries [q, M] vs panel [N, M] on typed markers: where the runs of agreement end, and mismatch counts.
 
-    ``last[q, j, m]`` is the index of the last mismatching marker at or before m (-1 if none);
-    ``nxt[q, j, m]`` the first at or after m (M if none); ``cum[q, j, m]`` mismatches before m.
+    ``last1[q, j, i]`` (i = 0 … M) is 1 + the index of the last mismatching marker among the
+    first i markers (0 if none); ``nxt1[q, j, i]`` 1 + the first mismatching marker at or after
+    marker i (M + 1 if none; i = M gives M + 1); ``cum[q, j, i]`` the mismatches among the first
+    i markers. The +1 offsets index ``[-inf, marker positions, +inf]`` directly. int16 when M allows.
     """
-    n_markers = query.shape[1]
+    n_q, n_markers = query.shape
+    dt = np.int16 if n_markers + 2 < 2 ** 15 else np.int32
     mism = query[:, None, :] != panel[None, :, :]  # [q, N, M]
-    idx = np.arange(n_markers, dtype=np.int32)
-    last = np.maximum.accumulate(np.where(mism, idx, -1), axis=2)
-    nxt = np.minimum.accumulate(np.where(mism, idx, n_markers)[:, :, ::-1], axis=2)[:, :, ::-1]
-    cum = np.concatenate([np.zeros(mism.shape[:2] + (1,), np.int32), np.cumsum(mism, axis=2, dtype=np.int32)], axis=2)
-    return last, nxt, cum
+    idx1 = np.arange(1, n_markers + 1, dtype=dt)
+    shape = (n_q, panel.shape[0], n_markers + 1)
+    last1 = np.zeros(shape, dt)
+    np.maximum.accumulate(np.where(mism, idx1, dt(0)), axis=2, out=last1[:, :, 1:])
+    nxt1 = np.full(shape, n_markers + 1, dt)
+    nxt1[:, :, :n_markers] = np.minimum.accumulate(np.where(mism, idx1, dt(n_markers + 1))[:, :, ::-1], axis=2)[:, :, ::-1]
+    cum = np.zeros(shape, dt)
+    np.cumsum(mism, axis=2, dtype=dt, out=cum[:, :, 1:])
+    return last1, nxt1, cum
 
 
-def _extent_bp(last: np.ndarray, nxt: np.ndarray, marker_pos: np.ndarray, points: np.ndarray,
+def _extent_bp(last1: np.ndarray, nxt1: np.ndarray, marker_pos: np.ndarray, points: np.ndarray,
                flank_bp: float) -> tuple[np.ndarray, np.ndarray]:
-    """Left/right exact-match extent (bp, ≤ flank) around ``points`` given last/next mismatch tables.
+    """Left/right exact-match extent (bp, ≤ flank) around ``points`` given ``_mismatch_runs``' tables.
 
     Markers at a point count on both sides (a mismatch there gives 0 both ways). With no
     mismatch within the flank, the extent is the flank itself (the chromosome end also caps it).
+    ``points`` may have any shape the tables' last axis is indexed with.
     """
-    n_markers = len(marker_pos)
-    left_i = np.searchsorted(marker_pos, points, side="right") - 1  # last marker ≤ point
+    left_i = np.searchsorted(marker_pos, points, side="right")  # markers ≤ point
     right_i = np.searchsorted(marker_pos, points, side="left")  # first marker ≥ point
-    lm = np.where(left_i >= 0, np.take(last, np.clip(left_i, 0, n_markers - 1), axis=-1), -1)
-    rm = np.where(right_i < n_markers, np.take(nxt, np.clip(right_i, 0, n_markers - 1), axis=-1), n_markers)
     pos_ext = np.concatenate([[-np.inf], marker_pos.astype(np.float64), [np.inf]])
-    left = points - pos_ext[lm + 1]
-    right = pos_ext[rm + 1] - points
+    left = points - np.take(pos_ext, np.take(last1, left_i, axis=-1))
+    right = np.take(pos_ext, np.take(nxt1, right_i, axis=-1)) - points
     return np.minimum(left, flank_bp), np.minimum(right, flank_bp)
 
 
 def retrieve_matches(query: np.ndarray, panel: np.ndarray, observed: np.ndarray, positions: np.ndarray,
                      starts: np.ndarray, window: int, k: int, *, flank_bp: float,
-                     exclude: np.ndarray | None = None, chunk: int = 16) -> Retrieved:
+                     exclude: np.ndarray | None = None, chunk: int = 4) -> Retrieved:
     """The k panel haplotypes with the longest exact match on typed markers around each window.
 
     ``query`` [Q, S] and ``panel`` [N, S] are full haplotypes (only ``observed`` markers are
@@ -105,14 +114,41 @@ def retrieve_matches(query: np.ndarray, panel: np.ndarray, observed: np.ndarray,
         cl, cr = _extent_bp(last, nxt, marker_pos, centre, flank_bp)  # [q, N, W]
         length = cl + cr
         hamming = np.take(cum, hi, axis=-1) - np.take(cum, lo, axis=-1)  # [q, N, W]
-        key = length - hamming / (hamming.max() + 1.0) * 0.5  # bp dominate; fewer mismatches break ties
-        if exclude is not None:
-            np.put_along_axis(key, exclude[rows][:, :, None].repeat(n_w, axis=2), -np.inf, axis=1)
-        top = np.argsort(-key, axis=1, kind="stable")[:, :k, :].transpose(0, 2, 1)  # [q, W, k]
+        top = _top_k(length, hamming, k, None if exclude is None else exclude[rows])  # [q, W, k]
         index[rows] = top
         score[rows] = np.take_along_axis(length.transpose(0, 2, 1), top, axis=2)
         left[rows], right[rows] = _site_extents(last, nxt, top, marker_pos, site_pos, flank_bp)
     return Retrieved(index, left, right, score)
+
+
+def _top_k(length: np.ndarray, hamming: np.ndarray, k: int, exclude: np.ndarray | None) -> np.ndarray:
+    """Rows [q, W, k] ranked by longest match, then fewest mismatches, then panel order (``length`` [q, N, W]).
+
+    The three keys are packed into one distinct int64 per (query, panel row, window), so a
+    partial sort (``argpartition``) of N and a sort of the k chosen give exactly the order a
+    stable full sort would, at a fraction of its cost. Lengths are sums of integer positions'
+    differences and half-integer window centres (multiples of 0.5 bp) when positions and the
+    flank are whole bp; any other length falls back to the stable full sort.
+    """
+    n_q, n_panel, n_w = length.shape
+    halves = length * 2
+    if exclude is not None:
+        halves = halves.copy()
+        np.put_along_axis(halves, exclude[:, :, None].repeat(n_w, axis=2), -1.0, axis=1)  # below any real length
+    top_half = float(halves.max()) + 1
+    exact = np.array_equal(halves, np.round(halves)) and top_half * (hamming.max() + 1.0) * n_panel < 2 ** 62
+    if not exact:
+        key = length - hamming / (hamming.max() + 1.0) * 0.5
+        if exclude is not None:
+            np.put_along_axis(key, exclude[:, :, None].repeat(n_w, axis=2), -np.inf, axis=1)
+        return np.argsort(-key, axis=1, kind="stable")[:, :k, :].transpose(0, 2, 1)
+    rank = ((top_half - halves).astype(np.int64) * (int(hamming.max()) + 1) + hamming) * n_panel
+    rank += np.arange(n_panel, dtype=np.int64)[None, :, None]  # [q, N, W], distinct; smaller = better
+    rank = rank.transpose(0, 2, 1)  # [q, W, N]
+    part = np.argpartition(rank, k - 1, axis=2)[:, :, :k] if k < n_panel else np.broadcast_to(
+        np.arange(n_panel), rank.shape).copy()
+    order = np.argsort(np.take_along_axis(rank, part, axis=2), axis=2)
+    return np.take_along_axis(part, order, axis=2)
 
 
 def _window_positions(positions: np.ndarray, starts: np.ndarray, window: int) -> tuple[np.ndarray, np.ndarray]:
@@ -120,16 +156,18 @@ def _window_positions(positions: np.ndarray, starts: np.ndarray, window: int) ->
     return site_pos, (site_pos[:, 0] + site_pos[:, -1]) / 2
 
 
-def _site_extents(last: np.ndarray, nxt: np.ndarray, top: np.ndarray, marker_pos: np.ndarray,
+def _site_extents(last1: np.ndarray, nxt1: np.ndarray, top: np.ndarray, marker_pos: np.ndarray,
                   site_pos: np.ndarray, flank_bp: float) -> tuple[np.ndarray, np.ndarray]:
     """Extents at every site of every window for the chosen rows ``top`` [q, W, k] → two [q, W, k, L]."""
-    q_idx = np.arange(top.shape[0])[:, None]
-    lefts, rights = [], []
-    for w in range(top.shape[1]):
-        le, ri = _extent_bp(last[q_idx, top[:, w]], nxt[q_idx, top[:, w]], marker_pos, site_pos[w], flank_bp)
-        lefts.append(le)
-        rights.append(ri)
-    return np.stack(lefts, axis=1), np.stack(rights, axis=1)
+    left_i = np.searchsorted(marker_pos, site_pos, side="right")  # [W, L] markers ≤ site
+    right_i = np.searchsorted(marker_pos, site_pos, side="left")  # first marker ≥ site
+    q_idx = np.arange(top.shape[0])[:, None, None, None]
+    rows = top[:, :, :, None]  # [q, W, k, 1]
+    pos_ext = np.concatenate([[-np.inf], marker_pos.astype(np.float64), [np.inf]])
+    pts = site_pos[None, :, None, :]
+    left = pts - np.take(pos_ext, last1[q_idx, rows, left_i[None, :, None, :]])  # [q, W, k, L]
+    right = np.take(pos_ext, nxt1[q_idx, rows, right_i[None, :, None, :]]) - pts
+    return np.minimum(left, flank_bp), np.minimum(right, flank_bp)
 
 
 def extents_of(query: np.ndarray, panel: np.ndarray, observed: np.ndarray, positions: np.ndarray,
