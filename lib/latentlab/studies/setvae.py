@@ -30,6 +30,7 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 from sklearn.model_selection import train_test_split
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
+from threadpoolctl import threadpool_limits  # installed with scikit-learn, which requires it
 
 from latentlab import diagnostics as dg
 from latentlab import io, train
@@ -456,6 +457,12 @@ class EpochMonitor:
         self.projections: list[pd.DataFrame] = []
 
     def __call__(self, objective: SetVAEObjective, epoch: int) -> dict[str, float]:
+        # the PCA/CKA below are tiny (≤ 600 × 2·d_model): a multi-threaded BLAS only spins, and on a busy
+        # machine one 600 × 32 SVD took 270 ms with 2 OpenBLAS threads against 0.5 ms with one
+        with threadpool_limits(1):
+            return self._measure(objective, epoch)
+
+    def _measure(self, objective: SetVAEObjective, epoch: int) -> dict[str, float]:
         col = collect(objective, self.tensors, self.rows)
         stats = level_diagnostics(col, mi=False)  # the row below reports no MI: skip its O(N²) estimate
         rng = np.random.default_rng(epoch)
