@@ -110,9 +110,9 @@ class PackedRows:
         """(S, K, ...) → (N, ...): the valid elements."""
         return padded.reshape(-1, *padded.shape[2:]).index_select(0, self.index)
 
-    def padded(self, rows: torch.Tensor) -> torch.Tensor:
-        """(N, c) → (S, K, c), zeros at the padding."""
-        out = rows.new_zeros(self.shape.numel(), rows.shape[-1])
+    def padded(self, rows: torch.Tensor, fill: float = 0.0) -> torch.Tensor:
+        """(N, c) → (S, K, c), ``fill`` (zeros) at the padding."""
+        out = rows.new_full((self.shape.numel(), rows.shape[-1]), fill)
         return out.index_copy(0, self.index, rows).view(*self.shape, rows.shape[-1])
 
 
@@ -144,15 +144,12 @@ class MAB(nn.Module):
         h, dh = self.heads, d // self.heads
         # scores[n, j, i] = k[n, head j] · q[i, head j] / sqrt(dh): one product with a block-diagonal matrix
         blocks = torch.block_diag(*self._heads(q).transpose(0, 1).transpose(1, 2)) * dh**-0.5  # (d, h·m)
-        scores = k @ blocks  # (N, h·m)
-        seg, n_sets = rows.set_of, rows.n_sets
-        top = scores.detach().new_full((n_sets, h * m), -math.inf)
-        top = top.scatter_reduce(0, seg[:, None].expand(-1, h * m), scores.detach(), "amax")
-        e = (scores - top.index_select(0, seg)).exp()
-        att = e / e.new_zeros(n_sets, h * m).index_add(0, seg, e).index_select(0, seg)
-        att = dropout(att, self.p, self.training)
+        n_sets = rows.n_sets
+        # softmax over each set's elements: -inf at the padding (every set has an element); over dim 1, so
+        # the kernel runs along the h·m contiguous columns
+        att = dropout(rows.padded(k @ blocks, -math.inf).softmax(1), self.p, self.training)  # (S, K, h·m)
         # the weighted sum per set as one batched product on the padded layout (zeros at the padding)
-        att = rows.padded(att).view(n_sets, -1, h, m).permute(0, 2, 3, 1)  # (S, h, m, K)
+        att = att.view(n_sets, -1, h, m).permute(0, 2, 3, 1)  # (S, h, m, K)
         out = att @ rows.padded(v).view(n_sets, -1, h, dh).transpose(1, 2)  # (S, h, m, dh)
         x = query + self.o(out.transpose(1, 2).reshape(n_sets, m, d))
         return x + self.ff(self.ln_ff(x))
@@ -163,9 +160,9 @@ class MAB(nn.Module):
         h, dh = self.heads, d // self.heads
         q = rows.padded(self.q(self.ln_q(x))).view(n_sets, -1, h, dh).transpose(1, 2)  # (S, h, K, dh)
         k, v = (self._heads(t).transpose(1, 2) for t in self.kv(self.ln_kv(y)).chunk(2, -1))  # (S, h, m, dh)
-        att = ((q @ k.transpose(-1, -2)) * dh**-0.5).softmax(-1)  # (S, h, K, m): m keys, none masked
-        att = dropout(att, self.p, self.training)
-        out = rows.rows((att @ v).transpose(1, 2).reshape(n_sets, -1, d))  # (N, d)
+        # (S, h, m, K) so the softmax over the m keys (none masked) runs along the contiguous K
+        att = dropout(((k @ q.transpose(-1, -2)) * dh**-0.5).softmax(2), self.p, self.training)
+        out = rows.rows((att.transpose(-1, -2) @ v).transpose(1, 2).reshape(n_sets, -1, d))  # (N, d)
         x = x + self.o(out)
         return x + self.ff(self.ln_ff(x))
 
@@ -415,7 +412,9 @@ class HierarchicalSetVAE(nn.Module):
         h_prev = torch.cat([self.start.expand(h.shape[0], 1, -1), h[:, :-1]], 1)
         ctx = {"z+h": torch.cat([z_seq, h_prev], -1), "z": z_seq, "h": h_prev}[self.cfg.decoder_input]
         code = self.decoder(ctx)  # (B, T, d): one code per step, read per variable bilinearly
-        return (code.unsqueeze(2) * self.dec_var(var)).sum(-1) * self.cfg.d_model**-0.5 + self.dec_bias(var).squeeze(-1)
+        # code · e_var for every variable at once, then each element's own: no (B, T, K, d) product
+        per_var = code @ self.dec_var.weight.T  # (B, T, n_variables)
+        return per_var.gather(2, var) * self.cfg.d_model**-0.5 + self.dec_bias(var).squeeze(-1)
 
     def forward(self, batch: dict, sample: bool | None = None) -> dict:
         sample = self.training if sample is None else sample
