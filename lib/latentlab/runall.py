@@ -4,7 +4,9 @@
 (by the last job's times): on 2 cores, the longest study on one and the other three on the
 other. A study that fails does not stop the others: its executed notebook (with the failing cell)
 and a ``run_status.json`` saying what failed are written into its output directory, the
-report shows it, and the job exits non-zero once every study has had its turn.
+report shows it, and the job exits non-zero once every study has had its turn. The number of study
+slots still taken is kept in ``runs/.studies_running`` (its path in ``LATENTLAB_RUNNING_STUDIES``):
+Study 4 trains its independent runs on the cores the other studies have left.
 
 ``python -m latentlab.runall --preset standard --jobs 2`` (what ``make run`` calls).
 """
