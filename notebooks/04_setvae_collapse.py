@@ -59,6 +59,7 @@ ablation_seeds = None
 baselines = None
 progress = None
 device = None  # "auto" (CUDA when available, else CPU), "cpu", "cuda", "cuda:1", "mps"
+workers = None  # processes for independent runs: "auto" (this one + the cores make run reports free) or a number
 
 # %% tags=["nbval-check-output"]
 import time

@@ -102,3 +102,43 @@ def test_rerun_into_the_same_output_dir_never_reads_an_earlier_simulation(tmp_pa
     assert len(first.labels) == 60 and len(second.labels) == 50
     fresh = S.load(S.SetVAEParams.from_preset("quick", output_dir=str(tmp_path / "fresh"), n_stays=50, seed=1))
     assert second.obs.equals(fresh.obs) and second.labels.equals(fresh.labels)
+
+
+def test_packed_set_attention_matches_the_padded_sdpa_reference_in_values_and_gradients():
+    """The packed path (shared-query ``MAB.induce`` with a segment softmax, ``MAB.broadcast``) is the same
+    function as the padded SDPA layout: same posteriors and same parameter gradients (eval mode)."""
+    torch.manual_seed(1)
+    enc = SetEncoder(SetVAEConfig(n_variables=10, d_model=16, n_heads=2, latent_dims=(4, 3))).eval()
+    var, val, pad = _sets(seed=2, s=30, k=11)
+    grads = []
+    for packed in (True, False):
+        enc.zero_grad()
+        levels = enc(var, val, pad, sample=False, packed=packed)
+        sum((lv.mu_q * (1 + lv.mu_q)).sum() + lv.logvar_q.exp().sum() for lv in levels).backward()
+        grads.append(({n: p.grad.clone() for n, p in enc.named_parameters()}, levels))
+    (g_packed, packed), (g_padded, padded) = grads
+    for a, b in zip(packed, padded, strict=True):
+        torch.testing.assert_close(a.mu_q, b.mu_q, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(a.logvar_q, b.logvar_q, atol=1e-5, rtol=1e-5)
+    for name, grad in g_padded.items():
+        torch.testing.assert_close(g_packed[name], grad, atol=1e-5, rtol=1e-4, msg=name)
+    assert any(float(g.abs().sum()) > 0 for n, g in g_packed.items() if "inducing" in n)
+
+
+def test_dropout_mask_drops_at_rate_p_scales_the_rest_and_follows_the_torch_seed():
+    from latentlab.models.setvae import dropout, dropout_mask
+
+    torch.manual_seed(0)
+    mask = dropout_mask((400, 501), 0.1)
+    n = mask.numel()
+    dropped = float((mask == 0).float().mean())
+    assert abs(dropped - 0.1) < 4 * math.sqrt(0.1 * 0.9 / n)
+    assert torch.all((mask == 0) | torch.isclose(mask, torch.tensor(1 / 0.9)))
+    assert abs(float(mask.mean()) - 1.0) < 0.01
+    torch.manual_seed(0)
+    assert torch.equal(mask, dropout_mask((400, 501), 0.1))  # odd element count: the half draw is cut off
+    x = torch.randn(3, 7)
+    assert dropout(x, 0.5, training=False) is x and torch.equal(dropout(x, 1.0, training=True), torch.zeros_like(x))
+    rows = dropout_mask((2000, 8), 0.3)  # neither half of a 64-bit draw is biased
+    for half in (rows.view(-1)[0::2], rows.view(-1)[1::2]):
+        assert abs(float((half == 0).float().mean()) - 0.3) < 4 * math.sqrt(0.3 * 0.7 / half.numel())

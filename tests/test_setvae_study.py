@@ -126,3 +126,32 @@ def test_a_sweep_point_without_references_or_baselines(small):
     assert metrics["configurations"]["after − pre-norm"]["collapsed_seeds"] in ("0/1", "1/1")
     with pytest.raises(ParameterError, match="references"):
         S.SetVAEParams.from_preset("quick", references=["middle"])
+
+
+def test_runs_in_worker_processes_give_the_same_numbers_as_one_after_another(small, monkeypatch, tmp_path):
+    """``workers``: independent runs spread over processes are the same runs — same loss history, diagnosis
+    and scores, bit for bit, in the notebook's order; "auto" takes only the cores runall reports free."""
+    params, _, _, prep = small
+    configs = {"before (seed)": S.BEFORE}
+    alone = S.run_many(configs, prep, dataclasses.replace(params, workers=1), [0, 1])
+    spread = S.run_many(configs, prep, dataclasses.replace(params, workers=2), [0, 1])  # seed 1 in a worker
+    assert [(r.name, r.seed) for r in spread] == [(r.name, r.seed) for r in alone]
+    for a, b in zip(alone, spread, strict=True):
+        cols = [c for c in a.history.columns if c.startswith(("train_", "weight_")) or c in ("zh_cka", "val_auroc")]
+        pd.testing.assert_frame_equal(a.history[cols], b.history[cols])
+        assert a.scores == b.scores and str(a.diagnosis) == str(b.diagnosis)
+
+    busy = tmp_path / "busy"
+    monkeypatch.setenv(S.RUNNING_STUDIES_ENV, str(busy))
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    monkeypatch.setattr(S.os, "cpu_count", lambda: 2)
+    busy.write_text("2\n")
+    assert S.spare_cores() == 0
+    busy.write_text("1\n")
+    assert S.spare_cores() == 1
+    busy.write_text("")  # half-written or unreadable: no spare core is assumed
+    assert S.spare_cores() == 0
+    monkeypatch.delenv(S.RUNNING_STUDIES_ENV)
+    assert S.spare_cores() == 0  # outside a runall job "auto" means one process, as before
+    with pytest.raises(ParameterError, match="workers"):
+        S.SetVAEParams.from_preset("quick", workers=0)

@@ -4,7 +4,9 @@
 (by the last job's times): on 2 cores, the longest study on one and the other three on the
 other. A study that fails does not stop the others: its executed notebook (with the failing cell)
 and a ``run_status.json`` saying what failed are written into its output directory, the
-report shows it, and the job exits non-zero once every study has had its turn.
+report shows it, and the job exits non-zero once every study has had its turn. The number of study
+slots still taken is kept in ``runs/.studies_running`` (its path in ``LATENTLAB_RUNNING_STUDIES``):
+Study 4 trains its independent runs on the cores the other studies have left.
 
 ``python -m latentlab.runall --preset standard --jobs 2`` (what ``make run`` calls).
 """
@@ -103,6 +105,9 @@ def run_all(preset: str, *, studies: list[str] | None = None, runs: str | Path =
     queue = sorted(chosen, key=lambda item: -expected_seconds(runs / item[1], item[1]))
     t0 = time.perf_counter()
     done: dict[str, StudyRun] = {}
+    busy = runs / BUSY_FILE  # how many study slots are taken: a study may use the cores of the others
+    os.environ[BUSY_ENV] = str(busy)
+    _write_busy(busy, min(jobs, len(queue)))
     with ThreadPoolExecutor(max_workers=jobs) as pool:
         futures = {}
         for notebook, study in queue:
@@ -112,11 +117,21 @@ def run_all(preset: str, *, studies: list[str] | None = None, runs: str | Path =
         for future in as_completed(futures):
             result = future.result()
             done[result.study] = result
+            # slots still taken: studies running or waiting (never a transient gap between two studies)
+            _write_busy(busy, min(jobs, len(futures) - len(done)))
             print(f"[{time.perf_counter() - t0:6.0f} s] {result.study}: {'ok' if result.ok else 'FAILED'} "
                   f"in {result.seconds:.0f} s ({len(done)}/{len(futures)} studies done)"
                   + (f" — In [{result.failed_cell}]: {result.error}" if not result.ok else ""), flush=True)
     report.build_index(runs)
     return [done[study] for _, study in chosen]
+
+
+BUSY_FILE = ".studies_running"
+BUSY_ENV = "LATENTLAB_RUNNING_STUDIES"  # read by studies that can spread independent runs (Study 4)
+
+
+def _write_busy(path: Path, slots: int) -> None:
+    io.atomic_write(path, lambda tmp: tmp.write_text(f"{slots}\n"))
 
 
 def limit_threads(jobs: int) -> None:

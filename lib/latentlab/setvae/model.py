@@ -58,8 +58,37 @@ class SetVAEConfig:
             raise ValueError("d_model must split into n_heads heads of even size")
 
 
+_KEEP_ALL = -(2**31)
+
+
+def dropout_mask(shape: torch.Size | tuple, p: float, device: torch.device | None = None) -> torch.Tensor:
+    """A float dropout mask (0 or 1/(1-p)) drawn from torch's generator, ~2-3x cheaper than ``bernoulli_``
+    on the CPU: one 64-bit draw gives two 32-bit uniforms, each kept when it is at or above the
+    threshold, so an element is dropped with probability round(p·2³²)/2³² (exact to 2e-10)."""
+    n = math.prod(shape)
+    bits = torch.randint(-(2**63), 2**63 - 1, ((n + 1) // 2,), dtype=torch.int64, device=device)
+    keep = bits.view(torch.int32)[:n].view(shape) >= _KEEP_ALL + round(p * 2**32)
+    return keep * (1.0 / (1.0 - p))
+
+
+def dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
+    """Inverted dropout with ``dropout_mask`` (the same rule as ``F.dropout``, another random stream)."""
+    if not training or p <= 0:
+        return x
+    if p >= 1:
+        return torch.zeros_like(x)
+    return x * dropout_mask(x.shape, p, x.device).to(x.dtype)
+
+
+class Dropout(nn.Dropout):
+    """``nn.Dropout`` drawing its mask with ``dropout_mask`` (no state: state dicts are unchanged)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return dropout(x, self.p, self.training)
+
+
 def _ff(d: int, dropout: float) -> nn.Sequential:
-    return nn.Sequential(nn.Linear(d, 2 * d), nn.GELU(), nn.Dropout(dropout), nn.Linear(2 * d, d))
+    return nn.Sequential(nn.Linear(d, 2 * d), nn.GELU(), Dropout(dropout), nn.Linear(2 * d, d))
 
 
 class PackedRows:
@@ -74,14 +103,16 @@ class PackedRows:
     def __init__(self, keep: torch.Tensor) -> None:
         self.shape = keep.shape
         self.index = keep.reshape(-1).nonzero().squeeze(1)
+        self.n_sets = keep.shape[0]
+        self.set_of = self.index // keep.shape[1]  # (N,) the set each valid element belongs to
 
     def rows(self, padded: torch.Tensor) -> torch.Tensor:
         """(S, K, ...) → (N, ...): the valid elements."""
         return padded.reshape(-1, *padded.shape[2:]).index_select(0, self.index)
 
-    def padded(self, rows: torch.Tensor) -> torch.Tensor:
-        """(N, c) → (S, K, c), zeros at the padding."""
-        out = rows.new_zeros(self.shape.numel(), rows.shape[-1])
+    def padded(self, rows: torch.Tensor, fill: float = 0.0) -> torch.Tensor:
+        """(N, c) → (S, K, c), ``fill`` (zeros) at the padding."""
+        out = rows.new_full((self.shape.numel(), rows.shape[-1]), fill)
         return out.index_copy(0, self.index, rows).view(*self.shape, rows.shape[-1])
 
 
@@ -100,8 +131,44 @@ class MAB(nn.Module):
         self.q, self.kv, self.o = nn.Linear(d, d), nn.Linear(d, 2 * d), nn.Linear(d, d)
         self.ff = _ff(d, dropout)
 
+    def _heads(self, t: torch.Tensor) -> torch.Tensor:
+        return t.view(*t.shape[:-1], self.heads, t.shape[-1] // self.heads)
+
+    def induce(self, query: torch.Tensor, y: torch.Tensor, rows: PackedRows) -> torch.Tensor:
+        """Shared queries (m, d) — inducing points or the PMA seed, the same for every set — attend to each
+        set's packed elements y (N, d): (S, m, d). The query projection runs once (not once per set);
+        the softmax over each set's elements is a segment softmax on the N rows, so no padding is built."""
+        q = self.q(self.ln_q(query))  # (m, d)
+        k, v = self.kv(self.ln_kv(y)).chunk(2, -1)  # (N, d) each
+        m, d = q.shape
+        h, dh = self.heads, d // self.heads
+        # scores[n, j, i] = k[n, head j] · q[i, head j] / sqrt(dh): one product with a block-diagonal matrix
+        blocks = torch.block_diag(*self._heads(q).transpose(0, 1).transpose(1, 2)) * dh**-0.5  # (d, h·m)
+        n_sets = rows.n_sets
+        # softmax over each set's elements: -inf at the padding (every set has an element); over dim 1, so
+        # the kernel runs along the h·m contiguous columns
+        att = dropout(rows.padded(k @ blocks, -math.inf).softmax(1), self.p, self.training)  # (S, K, h·m)
+        # the weighted sum per set as one batched product on the padded layout (zeros at the padding)
+        att = att.view(n_sets, -1, h, m).permute(0, 2, 3, 1)  # (S, h, m, K)
+        out = att @ rows.padded(v).view(n_sets, -1, h, dh).transpose(1, 2)  # (S, h, m, dh)
+        x = query + self.o(out.transpose(1, 2).reshape(n_sets, m, d))
+        return x + self.ff(self.ln_ff(x))
+
+    def broadcast(self, x: torch.Tensor, y: torch.Tensor, rows: PackedRows) -> torch.Tensor:
+        """Packed elements x (N, d) each attend to their own set's m vectors y (S, m, d): (N, d)."""
+        n_sets, d = rows.n_sets, x.shape[-1]
+        h, dh = self.heads, d // self.heads
+        q = rows.padded(self.q(self.ln_q(x))).view(n_sets, -1, h, dh).transpose(1, 2)  # (S, h, K, dh)
+        k, v = (self._heads(t).transpose(1, 2) for t in self.kv(self.ln_kv(y)).chunk(2, -1))  # (S, h, m, dh)
+        # (S, h, m, K) so the softmax over the m keys (none masked) runs along the contiguous K
+        att = dropout(((k @ q.transpose(-1, -2)) * dh**-0.5).softmax(2), self.p, self.training)
+        out = rows.rows((att.transpose(-1, -2) @ v).transpose(1, 2).reshape(n_sets, -1, d))  # (N, d)
+        x = x + self.o(out)
+        return x + self.ff(self.ln_ff(x))
+
     def forward(self, x: torch.Tensor, y: torch.Tensor, y_pad: torch.Tensor | None = None, *,
                 x_rows: PackedRows | None = None, y_rows: PackedRows | None = None) -> torch.Tensor:
+        """The padded-layout reference (``SetEncoder(packed=False)``): SDPA with a padding mask."""
         q = self.q(self.ln_q(x))
         kv = self.kv(self.ln_kv(y))
         if x_rows is not None:
@@ -133,8 +200,10 @@ class ISAB(nn.Module):
         self.mab_in, self.mab_out = MAB(d, heads, dropout), MAB(d, heads, dropout)
 
     def forward(self, x: torch.Tensor, pad: torch.Tensor, rows: PackedRows | None = None) -> torch.Tensor:
-        h = self.mab_in(self.inducing.expand(pad.shape[0], -1, -1), x, pad, y_rows=rows)
-        return self.mab_out(x, h, x_rows=rows)
+        if rows is not None:
+            return self.mab_out.broadcast(x, self.mab_in.induce(self.inducing[0], x, rows), rows)
+        h = self.mab_in(self.inducing.expand(pad.shape[0], -1, -1), x, pad)
+        return self.mab_out(x, h)
 
 
 class PMA(nn.Module):
@@ -146,7 +215,9 @@ class PMA(nn.Module):
         self.mab = MAB(d, heads, dropout)
 
     def forward(self, x: torch.Tensor, pad: torch.Tensor, rows: PackedRows | None = None) -> torch.Tensor:
-        return self.mab(self.seed.expand(pad.shape[0], -1, -1), x, pad, y_rows=rows)[:, 0]
+        if rows is not None:
+            return self.mab.induce(self.seed[0], x, rows)[:, 0]
+        return self.mab(self.seed.expand(pad.shape[0], -1, -1), x, pad)[:, 0]
 
 
 @dataclasses.dataclass
@@ -174,7 +245,7 @@ class SetEncoder(nn.Module):
         self.val_mlp = nn.Sequential(nn.Linear(1, d), nn.GELU(), nn.Linear(d, d))
         self.val_dir = nn.Embedding(cfg.n_variables, d)  # variable-specific value direction (value × e_v)
         self.elem_norm = nn.LayerNorm(d)
-        self.input_dropout = nn.Dropout(cfg.input_dropout)
+        self.input_dropout = Dropout(cfg.input_dropout)
         self.isabs = nn.ModuleList(ISAB(d, cfg.n_heads, cfg.n_inducing, cfg.dropout) for _ in cfg.latent_dims)
         self.pools = nn.ModuleList(PMA(d, cfg.n_heads, cfg.dropout) for _ in cfg.latent_dims)
         self.priors = nn.ModuleList(
@@ -252,7 +323,7 @@ class TimeBlock(nn.Module):
         self.cfg, self.heads = cfg, cfg.n_heads
         self.qkv, self.out = nn.Linear(d, 3 * d), nn.Linear(d, d)
         self.ln1, self.ln2 = nn.LayerNorm(d), nn.LayerNorm(d)
-        self.ff, self.drop = _ff(d, cfg.dropout), nn.Dropout(cfg.dropout)
+        self.ff, self.drop = _ff(d, cfg.dropout), Dropout(cfg.dropout)
 
     def attend(self, x: torch.Tensor, times: torch.Tensor, blocked: torch.Tensor) -> torch.Tensor:
         b, t, d = x.shape
@@ -295,7 +366,7 @@ class HierarchicalSetVAE(nn.Module):
         self.dec_var = nn.Embedding(cfg.n_variables, d)
         self.dec_bias = nn.Embedding(cfg.n_variables, 1)
         nn.init.zeros_(self.dec_bias.weight)
-        self.head = nn.Sequential(nn.LayerNorm(d), nn.Linear(d, d), nn.GELU(), nn.Dropout(cfg.dropout), nn.Linear(d, 1))
+        self.head = nn.Sequential(nn.LayerNorm(d), nn.Linear(d, d), nn.GELU(), Dropout(cfg.dropout), nn.Linear(d, 1))
 
     # -- pieces -------------------------------------------------------------------------------
 
@@ -341,7 +412,9 @@ class HierarchicalSetVAE(nn.Module):
         h_prev = torch.cat([self.start.expand(h.shape[0], 1, -1), h[:, :-1]], 1)
         ctx = {"z+h": torch.cat([z_seq, h_prev], -1), "z": z_seq, "h": h_prev}[self.cfg.decoder_input]
         code = self.decoder(ctx)  # (B, T, d): one code per step, read per variable bilinearly
-        return (code.unsqueeze(2) * self.dec_var(var)).sum(-1) * self.cfg.d_model**-0.5 + self.dec_bias(var).squeeze(-1)
+        # code · e_var for every variable at once, then each element's own: no (B, T, K, d) product
+        per_var = code @ self.dec_var.weight.T  # (B, T, n_variables)
+        return per_var.gather(2, var) * self.cfg.d_model**-0.5 + self.dec_bias(var).squeeze(-1)
 
     def forward(self, batch: dict, sample: bool | None = None) -> dict:
         sample = self.training if sample is None else sample

@@ -12,8 +12,11 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import multiprocessing
+import os
 import time
 import warnings
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +30,7 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 from sklearn.model_selection import train_test_split
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
+from threadpoolctl import threadpool_limits  # installed with scikit-learn, which requires it
 
 from latentlab import io, train
 from latentlab.params import StudyParams
@@ -166,6 +170,9 @@ class SetVAEParams(StudyParams):
     grud_epochs: int = 20
     detect_anomaly: bool = False
     device: str = "auto"  # where models train: "auto" (CUDA when available, else CPU), "cpu", "cuda:1", "mps"
+    # processes training independent runs at once: "auto" = this one plus the cores latentlab.runall
+    # reports free (1 outside make run), or a number (1 = one after another, as before)
+    workers: int | str = "auto"
     progress: bool = True
 
     PRESETS = {
@@ -182,6 +189,8 @@ class SetVAEParams(StudyParams):
         super().check()
         problem = train.device_problem(self.device)
         self.require(problem is None, "device", problem or "")
+        self.require(self.workers == "auto" or (isinstance(self.workers, int) and not isinstance(self.workers, bool)
+                     and 1 <= self.workers <= 64), "workers", "must be 'auto' or a whole number of processes in 1..64")
         self.require(self.n_stays >= 50, "n_stays", "must be >= 50")
         self.require(self.max_steps >= 4, "max_steps", "must be >= 4")
         self.require(self.set_window_minutes == "auto" or (isinstance(self.set_window_minutes, int | float)
@@ -448,6 +457,12 @@ class EpochMonitor:
         self.projections: list[pd.DataFrame] = []
 
     def __call__(self, objective: SetVAEObjective, epoch: int) -> dict[str, float]:
+        # the PCA/CKA below are tiny (≤ 600 × 2·d_model): a multi-threaded BLAS only spins, and on a busy
+        # machine one 600 × 32 SVD took 270 ms with 2 OpenBLAS threads against 0.5 ms with one
+        with threadpool_limits(1):
+            return self._measure(objective, epoch)
+
+    def _measure(self, objective: SetVAEObjective, epoch: int) -> dict[str, float]:
         col = collect(objective, self.tensors, self.rows)
         stats = level_diagnostics(col, mi=False)  # the row below reports no MI: skip its O(N²) estimate
         rng = np.random.default_rng(epoch)
@@ -546,8 +561,75 @@ def run_reference(name: str, prep: Prepared, params: SetVAEParams) -> list[RunRe
     return runs
 
 
+RUNNING_STUDIES_ENV = "LATENTLAB_RUNNING_STUDIES"  # set by latentlab.runall: a file holding how many studies run
+
+
+def spare_cores() -> int:
+    """Cores no study is using right now, as ``latentlab.runall`` reports them (0 outside a runall job).
+
+    runall gives every kernel ``OMP_NUM_THREADS`` = cores / jobs and keeps the number of studies still
+    running in the file named by ``LATENTLAB_RUNNING_STUDIES``; when the others have finished, their cores
+    are free for this study's independent runs."""
+    path = os.environ.get(RUNNING_STUDIES_ENV)
+    if not path:
+        return 0
+    try:
+        running = int(Path(path).read_text().strip())
+        threads = max(int(os.environ.get("OMP_NUM_THREADS") or torch.get_num_threads()), 1)
+    except (OSError, ValueError):
+        return 0
+    return max((os.cpu_count() or 1) // threads - running, 0)
+
+
+def _extra_processes(params: SetVAEParams) -> int:
+    """Worker processes to keep busy beside this one: ``workers`` − 1, or ("auto") the spare cores."""
+    return params.workers - 1 if params.workers != "auto" else spare_cores()
+
+
+_WORKER: dict[str, Any] = {}
+
+
+def _worker_start(prep: Prepared, params: SetVAEParams, threads: int) -> None:
+    torch.set_num_threads(threads)
+    _WORKER.update(prep=prep, params=params)
+
+
+def _worker_run(name: str, cfg: RunConfig, seed: int) -> RunResult:
+    return train_run(name, cfg, _WORKER["prep"], _WORKER["params"], seed)
+
+
 def run_many(configs: dict[str, RunConfig], prep: Prepared, params: SetVAEParams, seeds: list[int]) -> list[RunResult]:
-    return [train_run(name, cfg, prep, params, seed) for name, cfg in configs.items() for seed in seeds]
+    """Every configuration on every seed, results in that order.
+
+    Runs are independent (each seeds everything itself and owns its model, data order and optimiser), so
+    when cores are free (``workers``; "auto": the cores ``latentlab.runall`` reports unused, checked before
+    every run) some run in worker processes (spawned, one torch thread each as here) while this process
+    trains the others; a run gives the same numbers in either place (``tests/test_setvae_speed.py``)."""
+    tasks = [(name, cfg, seed) for name, cfg in configs.items() for seed in seeds]
+    results: list[RunResult | None] = [None] * len(tasks)
+    pending = list(range(len(tasks)))
+    futures: dict[Any, int] = {}
+    pool = None
+    try:
+        while pending:
+            extra = min(_extra_processes(params), len(pending) - 1)
+            if extra > len(futures):
+                if pool is None:
+                    pool = ProcessPoolExecutor(max(os.cpu_count() or 1, extra), mp_context=multiprocessing.get_context("spawn"),
+                                               initializer=_worker_start, initargs=(prep, params, torch.get_num_threads()))
+                while len(futures) < extra:
+                    i = pending.pop()  # workers take runs from the end, this process from the front
+                    futures[pool.submit(_worker_run, *tasks[i])] = i
+            i = pending.pop(0)
+            results[i] = train_run(*tasks[i][:2], prep, params, tasks[i][2])
+            for future in [f for f in futures if f.done()]:
+                results[futures.pop(future)] = future.result()
+        for future, i in futures.items():
+            results[i] = future.result()
+    finally:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
+    return results  # type: ignore[return-value]
 
 
 def aggregate(rows: pd.DataFrame) -> pd.DataFrame:
