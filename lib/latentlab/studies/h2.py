@@ -9,8 +9,11 @@ Step functions, in the order the notebook calls them:
 from __future__ import annotations
 
 import dataclasses
+import multiprocessing
+import os
 import time
 import warnings
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -383,14 +386,64 @@ def mitigation_sweep(
 
     for name, z in reference.items():
         add(name, 0.0, z, float("nan"))
-    for method in params.mitigations:
-        for weight in params.penalty_weights[method]:
-            started = time.perf_counter()
-            z, history = ae_embedding(adata, params, method=method, weight=weight, hidden_labels=split.test)
-            add(method, weight, z, time.perf_counter() - started)
-            histories.append(history)
+    jobs = [(method, weight) for method in params.mitigations for weight in params.penalty_weights[method]]
+    for (method, weight), (z, history, seconds) in zip(jobs, _train_mitigations(adata, params, split, jobs),
+                                                       strict=True):
+        add(method, weight, z, seconds)
+        histories.append(history)
     history = pd.concat(histories, ignore_index=True) if histories else pd.DataFrame()
     return pd.DataFrame(rows), embeddings, history
+
+
+def mitigation_workers(params: H2Params, n_jobs: int) -> int:
+    """How many processes train the mitigation AEs: one per torch thread this kernel has (each worker
+    single-threaded), when they train on the CPU; 1 (in this process) otherwise.
+
+    At batch 64 the AE's GEMMs scale poorly over threads, and two OpenMP threads on a busy
+    machine spin against each other, so T single-thread models side by side beat one T-thread
+    model at a time. ``make run`` gives each kernel one thread, so there it stays serial.
+    """
+    if n_jobs < 2 or train.resolve_device(params.device).type != "cpu":
+        return 1
+    return max(1, min(n_jobs, torch.get_num_threads(), os.cpu_count() or 1))
+
+
+def _train_mitigations(adata: ad.AnnData, params: H2Params, split: Split, jobs: list[tuple[str, float]]):
+    """``(z, history, seconds)`` per ``(method, weight)`` in ``jobs``, in order, yielded as each is ready.
+
+    With several workers every model trains single-threaded in a spawned process, so its numbers
+    equal a one-thread serial run bit for bit (``tests/test_h2_study.py`` checks it); a torch run
+    with T threads differs from a one-thread run by float round-off, which training amplifies.
+    """
+    workers = mitigation_workers(params, len(jobs))
+    if workers == 1:
+        for method, weight in jobs:
+            started = time.perf_counter()
+            z, history = ae_embedding(adata, params, method=method, weight=weight, hidden_labels=split.test)
+            yield z, history, time.perf_counter() - started
+        return
+    # only what ae_embedding reads travels to the workers: the matrix and the context column
+    slim = ad.AnnData(X=sp.csr_matrix(adata.X, dtype=np.float32), obs=adata.obs[[params.context_key]].copy())
+    context = multiprocessing.get_context("spawn")  # never fork a process whose OpenMP threads are running
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_single_thread) as pool:
+        quiet = dataclasses.replace(params, progress=False)  # a worker's bars would go to the kernel's log
+        futures = [pool.submit(_mitigation_job, slim, quiet, method, weight, split.test) for method, weight in jobs]
+        try:
+            for future in futures:
+                yield future.result()
+        finally:
+            for future in futures:
+                future.cancel()
+
+
+def _single_thread() -> None:
+    torch.set_num_threads(1)
+
+
+def _mitigation_job(adata: ad.AnnData, params: H2Params, method: str, weight: float, hidden: np.ndarray):
+    started = time.perf_counter()
+    z, history = ae_embedding(adata, params, method=method, weight=weight, hidden_labels=hidden)
+    return z, history, time.perf_counter() - started
 
 
 def add_expression_reference(adata: ad.AnnData, params: H2Params, n_comps: int = 50) -> None:
