@@ -211,7 +211,7 @@ def test_the_mitigation_bar_is_said_not_to_apply_when_the_ae_does_not_leak():
 
 
 def test_parallel_mitigations_equal_a_single_thread_serial_run(tmp_path, monkeypatch):
-    """With T torch threads the mitigations train in T single-thread processes: the same numbers, bit for
+    """With T torch threads the mitigations train T at a time, each on one thread: the same numbers, bit for
     bit, as training them one after another on one thread (only the timing column differs)."""
     import torch
 

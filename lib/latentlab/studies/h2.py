@@ -9,11 +9,10 @@ Step functions, in the order the notebook calls them:
 from __future__ import annotations
 
 import dataclasses
-import multiprocessing
 import os
 import time
 import warnings
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -244,6 +243,11 @@ def ae_embedding(
     ``hidden_labels`` (the evaluation split's test cells), so the held-out
     sample is never told to the model.
     """
+    return _fit_ae(params, *_build_ae(adata, params, method, weight, hidden_labels))
+
+
+def _build_ae(adata: ad.AnnData, params: H2Params, method: str, weight: float, hidden_labels: np.ndarray | None):
+    """The seeded model, its batches and loss weights: everything that draws from the global RNGs."""
     train.seed_everything(params.seed)
     x = sp.csr_matrix(adata.X, dtype=np.float32)
     n_context = adata.obs[params.context_key].nunique()
@@ -255,6 +259,12 @@ def ae_embedding(
     if method == "subspace":
         weights["context"] = 1.0
     batches = SparseRowBatches(x, context_codes(adata, params, hidden_labels), params.batch_size, params.seed)
+    return model, x, batches, weights, method, weight
+
+
+def _fit_ae(params: H2Params, model: AutoEncoder, x: sp.csr_matrix, batches: SparseRowBatches,
+            weights: dict[str, float], method: str, weight: float) -> tuple[np.ndarray, pd.DataFrame]:
+    """Train a built AE and embed every cell; draws nothing from the global RNGs (fit reseeds them)."""
     result = train.fit(model, batches, weights=weights, epochs=params.epochs, lr=params.lr,
                        seed=params.seed, progress=params.progress, desc=f"AE {method} w={weight:g}",
                        device=params.device)
@@ -396,8 +406,8 @@ def mitigation_sweep(
 
 
 def mitigation_workers(params: H2Params, n_jobs: int) -> int:
-    """How many processes train the mitigation AEs: one per torch thread this kernel has (each worker
-    single-threaded), when they train on the CPU; 1 (in this process) otherwise.
+    """How many mitigation AEs train at once: one per torch thread this kernel has, each on one thread,
+    when they train on the CPU; 1 otherwise.
 
     At batch 64 the AE's GEMMs scale poorly over threads, and two OpenMP threads on a busy
     machine spin against each other, so T single-thread models side by side beat one T-thread
@@ -411,9 +421,11 @@ def mitigation_workers(params: H2Params, n_jobs: int) -> int:
 def _train_mitigations(adata: ad.AnnData, params: H2Params, split: Split, jobs: list[tuple[str, float]]):
     """``(z, history, seconds)`` per ``(method, weight)`` in ``jobs``, in order, yielded as each is ready.
 
-    With several workers every model trains single-threaded in a spawned process, so its numbers
-    equal a one-thread serial run bit for bit (``tests/test_h2_study.py`` checks it); a torch run
-    with T threads differs from a one-thread run by float round-off, which training amplifies.
+    With several workers, every model is built (seeded) here one after another, exactly as in a
+    serial run, then trained in a thread pool with torch limited to one thread: torch releases the
+    GIL inside its kernels, and training draws nothing from the global RNGs, so each model's
+    numbers equal a one-thread serial run bit for bit (``tests/test_h2_study.py`` checks it). A
+    torch run with T threads differs from a one-thread run by float round-off, which training amplifies.
     """
     workers = mitigation_workers(params, len(jobs))
     if workers == 1:
@@ -422,28 +434,28 @@ def _train_mitigations(adata: ad.AnnData, params: H2Params, split: Split, jobs: 
             z, history = ae_embedding(adata, params, method=method, weight=weight, hidden_labels=split.test)
             yield z, history, time.perf_counter() - started
         return
-    # only what ae_embedding reads travels to the workers: the matrix and the context column
-    slim = ad.AnnData(X=sp.csr_matrix(adata.X, dtype=np.float32), obs=adata.obs[[params.context_key]].copy())
-    context = multiprocessing.get_context("spawn")  # never fork a process whose OpenMP threads are running
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_single_thread) as pool:
-        quiet = dataclasses.replace(params, progress=False)  # a worker's bars would go to the kernel's log
-        futures = [pool.submit(_mitigation_job, slim, quiet, method, weight, split.test) for method, weight in jobs]
-        try:
-            for future in futures:
-                yield future.result()
-        finally:
-            for future in futures:
-                future.cancel()
+    quiet = dataclasses.replace(params, progress=False)  # one bar per thread would interleave
+    built = [_build_ae(adata, params, method, weight, split.test) for method, weight in jobs]
 
+    def job(parts):
+        started = time.perf_counter()
+        z, history = _fit_ae(quiet, *parts)
+        return z, history, time.perf_counter() - started
 
-def _single_thread() -> None:
+    threads = torch.get_num_threads()
     torch.set_num_threads(1)
-
-
-def _mitigation_job(adata: ad.AnnData, params: H2Params, method: str, weight: float, hidden: np.ndarray):
-    started = time.perf_counter()
-    z, history = ae_embedding(adata, params, method=method, weight=weight, hidden_labels=hidden)
-    return z, history, time.perf_counter() - started
+    try:
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            futures = [pool.submit(job, parts) for parts in built]
+            del built  # each model is freed once trained and embedded (~8 MB each at 2,000 genes)
+            try:
+                for future in futures:
+                    yield future.result()
+            finally:
+                for future in futures:
+                    future.cancel()
+    finally:
+        torch.set_num_threads(threads)
 
 
 def add_expression_reference(adata: ad.AnnData, params: H2Params, n_comps: int = 50) -> None:
