@@ -208,3 +208,31 @@ def test_the_mitigation_bar_is_said_not_to_apply_when_the_ae_does_not_leak():
     notes = h2._mitigation_notes(tradeoff, h2.mitigation_verdict(tradeoff), None)
     assert notes == ["The plain AE leaks too little (|AUC − 0.5| = 0.020) for a mitigation to cut it by 0.2: the "
                      "mitigation bar does not apply to this run."]
+
+
+def test_parallel_mitigations_equal_a_single_thread_serial_run(tmp_path, monkeypatch):
+    """With T torch threads the mitigations train T at a time, each on one thread: the same numbers, bit for
+    bit, as training them one after another on one thread (only the timing column differs)."""
+    import torch
+
+    params = small_params(tmp_path, mitigations=["mmd", "adversarial"],
+                          penalty_weights={"mmd": [0.3], "adversarial": [0.1]}, device="cpu")
+    adata = h2.preprocess(h2.load(params), params)
+    split = h2.make_splits(adata, params)[-1]
+    reference = {"PCA": h2.pca_embedding(adata, params)}
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        assert h2.mitigation_workers(params, 2) == 1
+        serial = h2.mitigation_sweep(adata, params, split, reference)
+        torch.set_num_threads(2)
+        monkeypatch.setattr(h2.os, "cpu_count", lambda: 2)
+        assert h2.mitigation_workers(params, 2) == 2
+        parallel = h2.mitigation_sweep(adata, params, split, reference)
+    finally:
+        torch.set_num_threads(threads)
+    assert list(serial[1]) == list(parallel[1]) == ["PCA", "mmd w=0.3", "adversarial w=0.1"]
+    for label in serial[1]:
+        np.testing.assert_array_equal(serial[1][label], parallel[1][label])
+    h2.pd.testing.assert_frame_equal(serial[0].drop(columns="seconds"), parallel[0].drop(columns="seconds"))
+    h2.pd.testing.assert_frame_equal(serial[2].drop(columns="seconds"), parallel[2].drop(columns="seconds"))

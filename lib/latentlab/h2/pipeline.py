@@ -9,8 +9,10 @@ Step functions, in the order the notebook calls them:
 from __future__ import annotations
 
 import dataclasses
+import os
 import time
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -243,6 +245,11 @@ def ae_embedding(
     ``hidden_labels`` (the evaluation split's test cells), so the held-out
     sample is never told to the model.
     """
+    return _fit_ae(params, *_build_ae(adata, params, method, weight, hidden_labels))
+
+
+def _build_ae(adata: ad.AnnData, params: H2Params, method: str, weight: float, hidden_labels: np.ndarray | None):
+    """The seeded model, its batches and loss weights: everything that draws from the global RNGs."""
     train.seed_everything(params.seed)
     x = sp.csr_matrix(adata.X, dtype=np.float32)
     n_context = adata.obs[params.context_key].nunique()
@@ -254,6 +261,12 @@ def ae_embedding(
     if method == "subspace":
         weights["context"] = 1.0
     batches = SparseRowBatches(x, context_codes(adata, params, hidden_labels), params.batch_size, params.seed)
+    return model, x, batches, weights, method, weight
+
+
+def _fit_ae(params: H2Params, model: AutoEncoder, x: sp.csr_matrix, batches: SparseRowBatches,
+            weights: dict[str, float], method: str, weight: float) -> tuple[np.ndarray, pd.DataFrame]:
+    """Train a built AE and embed every cell; draws nothing from the global RNGs (fit reseeds them)."""
     result = train.fit(AutoEncoderObjective(model), batches, weights=weights, epochs=params.epochs, lr=params.lr,
                        seed=params.seed, progress=params.progress, desc=f"AE {method} w={weight:g}",
                        device=params.device)
@@ -385,14 +398,66 @@ def mitigation_sweep(
 
     for name, z in reference.items():
         add(name, 0.0, z, float("nan"))
-    for method in params.mitigations:
-        for weight in params.penalty_weights[method]:
-            started = time.perf_counter()
-            z, history = ae_embedding(adata, params, method=method, weight=weight, hidden_labels=split.test)
-            add(method, weight, z, time.perf_counter() - started)
-            histories.append(history)
+    jobs = [(method, weight) for method in params.mitigations for weight in params.penalty_weights[method]]
+    for (method, weight), (z, history, seconds) in zip(jobs, _train_mitigations(adata, params, split, jobs),
+                                                       strict=True):
+        add(method, weight, z, seconds)
+        histories.append(history)
     history = pd.concat(histories, ignore_index=True) if histories else pd.DataFrame()
     return pd.DataFrame(rows), embeddings, history
+
+
+def mitigation_workers(params: H2Params, n_jobs: int) -> int:
+    """How many mitigation AEs train at once: one per torch thread this kernel has, each on one thread,
+    when they train on the CPU; 1 otherwise.
+
+    At batch 64 the AE's GEMMs scale poorly over threads, and two OpenMP threads on a busy
+    machine spin against each other, so T single-thread models side by side beat one T-thread
+    model at a time. ``make run`` gives each kernel one thread, so there it stays serial.
+    """
+    if n_jobs < 2 or train.resolve_device(params.device).type != "cpu":
+        return 1
+    return max(1, min(n_jobs, torch.get_num_threads(), os.cpu_count() or 1))
+
+
+def _train_mitigations(adata: ad.AnnData, params: H2Params, split: Split, jobs: list[tuple[str, float]]):
+    """``(z, history, seconds)`` per ``(method, weight)`` in ``jobs``, in order, yielded as each is ready.
+
+    With several workers, every model is built (seeded) here one after another, exactly as in a
+    serial run, then trained in a thread pool with torch limited to one thread: torch releases the
+    GIL inside its kernels, and training draws nothing from the global RNGs, so each model's
+    numbers equal a one-thread serial run bit for bit (``tests/test_h2_study.py`` checks it). A
+    torch run with T threads differs from a one-thread run by float round-off, which training amplifies.
+    """
+    workers = mitigation_workers(params, len(jobs))
+    if workers == 1:
+        for method, weight in jobs:
+            started = time.perf_counter()
+            z, history = ae_embedding(adata, params, method=method, weight=weight, hidden_labels=split.test)
+            yield z, history, time.perf_counter() - started
+        return
+    quiet = dataclasses.replace(params, progress=False)  # one bar per thread would interleave
+    built = [_build_ae(adata, params, method, weight, split.test) for method, weight in jobs]
+
+    def job(parts):
+        started = time.perf_counter()
+        z, history = _fit_ae(quiet, *parts)
+        return z, history, time.perf_counter() - started
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            futures = [pool.submit(job, parts) for parts in built]
+            del built  # each model is freed once trained and embedded (~8 MB each at 2,000 genes)
+            try:
+                for future in futures:
+                    yield future.result()
+            finally:
+                for future in futures:
+                    future.cancel()
+    finally:
+        torch.set_num_threads(threads)
 
 
 def add_expression_reference(adata: ad.AnnData, params: H2Params, n_comps: int = 50) -> None:
