@@ -126,7 +126,7 @@ def test_packed_set_attention_matches_the_padded_sdpa_reference_in_values_and_gr
 
 
 def test_dropout_mask_drops_at_rate_p_scales_the_rest_and_follows_the_torch_seed():
-    from latentlab.models.setvae import dropout, dropout_mask
+    from latentlab.setvae.model import dropout, dropout_mask
 
     torch.manual_seed(0)
     mask = dropout_mask((400, 501), 0.1)
