@@ -303,16 +303,16 @@ print(f"wrote {out} in {metrics['seconds']:.0f} s")
 # %% [markdown] tags=[]
 # ## 10 · Reading a sweep
 #
-# A sweep runs this notebook once per point of a grid YAML on Dask, e.g. a gate type or loss weight crossed with
-# `seeds: [[0], [1], [2]]`: `latentlab sweep notebooks/02_sfmn.ipynb --grid my_grid.yaml` writes
-# `runs/sweeps/my_grid/results.csv`, with each model's held-out AUPR (`models.<model>.test_aupr`) and train–test gap.
-# Rerun this notebook with `-p sweep_results runs/sweeps/my_grid` and this section reads it: every model's AUPR and
+# A sweep runs this notebook once per point of a grid YAML on Dask, e.g. the gate type crossed with
+# `seeds: [[0], [1], [2]]`: `latentlab sweep notebooks/02_sfmn.ipynb --grid params/sfmn.yaml` writes
+# `runs/sweeps/sfmn/results.csv`, with each model's held-out AUPR (`models.<model>.test_aupr`) and train–test gap.
+# Rerun this notebook with `-p sweep_results runs/sweeps/sfmn` and this section reads it: every model's AUPR and
 # gap per value of the grid's axes, mean ± sd over the sweep's seeds. With `sweep_results` empty (the default) it
 # only says how.
 
 # %% tags=["nbval-check-output"]
 from latentlab.sweep.notebook import show_sweep
 
-swept_summary = show_sweep(params.sweep_results, study=S.SFMNParams, notebook="02_sfmn.ipynb", grid=None,
+swept_summary = show_sweep(params.sweep_results, study=S.SFMNParams, notebook="02_sfmn.ipynb", grid="params/sfmn.yaml",
                            summarise=S.sweep_models, color="model",
                            title="Sweep: held-out AUPR and gap per model, mean ± sd over seeds")
