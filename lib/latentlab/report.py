@@ -551,7 +551,14 @@ this run's answer, the key chart, the notebook's conclusions, its tables and the
     return io.atomic_write(runs / "index.html", lambda p: p.write_text(page, encoding="utf-8"))
 
 
-if __name__ == "__main__":
-    import sys
+def main(argv: list[str] | None = None) -> None:
+    import argparse
 
-    print(build_index(*sys.argv[1:2]))
+    parser = argparse.ArgumentParser(prog="python -m latentlab.report",
+                                     description="Write RUNS/index.html from every study's outputs in RUNS.")
+    parser.add_argument("runs", nargs="?", default="runs", help="the runs folder (default: runs)")
+    print(build_index(parser.parse_args(argv).runs))
+
+
+if __name__ == "__main__":
+    main()

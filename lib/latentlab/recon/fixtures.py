@@ -12,7 +12,6 @@ itself); truth's samples in another order than the targets'; bgzip-compressed by
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -89,8 +88,15 @@ def write_user_dataset(directory: str | Path, *, suffix: str = ".vcf.gz", seed: 
             for name, (h, source, info) in files.items()}
 
 
-if __name__ == "__main__":
-    if len(sys.argv) != 2:
-        sys.exit("usage: python -m latentlab.recon.fixtures DIR")
-    for name, path in write_user_dataset(sys.argv[1]).items():
+def main(argv: list[str] | None = None) -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m latentlab.recon.fixtures",
+                                     description="Write a small Study 3 panel/targets/truth VCF set in a user's format.")
+    parser.add_argument("out", help="the directory to write panel, targets and truth into")
+    for name, path in write_user_dataset(parser.parse_args(argv).out).items():
         print(f"{name}: {path}")
+
+
+if __name__ == "__main__":
+    main()
