@@ -1,8 +1,9 @@
 """Study 3 — reconstruction-loss ablation in a BERT+RAG genotype imputer (seed 002).
 
 Step functions, in the order the notebook calls them:
-``load`` → ``build_windows`` → ``run_ablation`` (``train_arm`` per arm × γ × seed)
-→ ``run_beagle`` → ``ablation_table`` / ``summary_table`` → ``verdict`` → ``write_outputs``.
+``load`` → ``prepare`` (windows, retrieval) → ``retrieval_comparison`` → ``run_ablation``
+(``train_arm`` per arm × γ × seed) → ``run_beagle`` → ``retrieval_vote`` → ``ablation_table`` /
+``summary_table`` → ``write_dosages`` → ``verdict`` / ``beagle_gap`` → ``conclusions`` → ``write_outputs``.
 """
 
 from __future__ import annotations
