@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml Makefile | md5sum | cut -c1-8)
 PRESET ?= standard
 JOBS ?= 2
-STUDIES := 01_h2_leakage 02_sfmn 03_recon_ablation 04_setvae_collapse
+STUDIES := 01_h2 02_sfmn 03_recon 04_setvae
 NBS := $(addprefix notebooks/,$(addsuffix .ipynb,$(STUDIES)))
 export PYTHONHASHSEED := 0
 export MPLBACKEND := Agg
@@ -44,7 +44,7 @@ $(STAMP): pyproject.toml Makefile
 # Main job: every study notebook at the chosen preset, executed into runs/<study>/. A failing study
 # does not stop the others: each gets runs/<study>/run_status.json, runs/index.html shows what
 # failed and why, and the job exits non-zero. JOBS=2 (default) runs two studies at once, one core
-# each, longest first; JOBS=1 one after another. Only some: make run STUDIES_ONLY="sfmn h2_leakage".
+# each, longest first; JOBS=1 one after another. Only some: make run STUDIES_ONLY="sfmn h2".
 run: setup
 	$(PY) -m latentlab.runall --preset $(PRESET) --jobs $(JOBS) $(STUDIES_ONLY)
 	@echo "results: runs/ (report: runs/index.html)"

@@ -30,13 +30,13 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def whole_study(preset: str, overrides: dict) -> dict:
-    """Execute notebooks/01_h2_leakage.ipynb with papermill; the kernel is our child process."""
+    """Execute notebooks/01_h2.ipynb with papermill; the kernel is our child process."""
     import papermill
 
     with tempfile.TemporaryDirectory() as tmp:
         started = time.perf_counter()
         papermill.execute_notebook(
-            str(ROOT / "notebooks/01_h2_leakage.ipynb"), str(Path(tmp) / "out.ipynb"),
+            str(ROOT / "notebooks/01_h2.ipynb"), str(Path(tmp) / "out.ipynb"),
             parameters={"preset": preset, "output_dir": str(Path(tmp) / "run"), "progress": False, **overrides},
             kernel_name="python3", progress_bar=False, cwd=str(ROOT),
         )
@@ -127,7 +127,7 @@ def main() -> None:
     table = []
     for label, (preset, overrides) in runs.items():
         table.append({"run": label, **whole_study(preset, overrides)})
-    print("\nWhole study (papermill, 01_h2_leakage.ipynb)")
+    print("\nWhole study (papermill, 01_h2.ipynb)")
     print(pd.DataFrame(table).round(2).to_string(index=False))
 
 

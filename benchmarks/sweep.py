@@ -1,7 +1,7 @@
 """Sweep scaling: a 12-point grid of Study 1 (small sizes) on a LocalCluster with 1 vs 2 workers.
 
 Run: ``.venv/bin/python benchmarks/sweep.py [--quick]``. Prints wall time and speed-up.
-Each point is a real papermill execution of notebooks/01_h2_leakage.ipynb; one
+Each point is a real papermill execution of notebooks/01_h2.ipynb; one
 BLAS/torch thread per point, so two workers use the machine's two cores.
 """
 
@@ -17,7 +17,7 @@ import pandas as pd
 from latentlab.sweep import run as sweep_run
 
 ROOT = Path(__file__).resolve().parents[1]
-NOTEBOOK = ROOT / "notebooks" / "01_h2_leakage.ipynb"
+NOTEBOOK = ROOT / "notebooks" / "01_h2.ipynb"
 
 
 def grid_file(directory: Path, n_seeds: int) -> Path:

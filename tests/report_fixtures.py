@@ -21,7 +21,7 @@ from latentlab import io, report
 RUN_INFO = {"git_commit": "0123456789abcdef", "git_dirty": False, "written_at": "2026-11-25T12:59:10+00:00"}
 
 METRICS = {
-    "h2_leakage": {
+    "h2": {
         "leakage_verdict": {"overall": "leakage", "probe": "linear", "splits": ["holdout Sample=36"],
                             "per_embedding": {"PCA": "leakage", "AE": "leakage"}},
         "leakage_auc": {"PCA": 0.8807, "AE": 0.8485, "mmd w=0.3": 0.5791},
@@ -40,7 +40,7 @@ METRICS = {
                     {"criterion": "beats erm", "verdict": "not tested: one seed"}],
         "conclusions": ["Scope: 2 held-out cell line(s) of 8 × 1 seed(s).", "Best: energy."],
     },
-    "recon_ablation": {
+    "recon": {
         "beagle_gap": {"best_arm": "D", "best_gamma": 5.0, "best_f1_common": 0.9477, "best_f1_rare": 0.9283,
                        "vote_gain_common": 0.0230, "beagle": True, "common_gap": 0.0146, "rare_gap": 0.0062},
         "verdicts": {"gamma=5": {"gamma": 5.0, "measured_ranking": ["D", "B", "C", "E", "A"],
@@ -48,7 +48,7 @@ METRICS = {
                                  "seed_ranking_confirmed": "not tested: 1 seed per arm"}},
         "conclusions": ["gamma=5: measured ranking D > B > C > E > A."],
     },
-    "setvae_collapse": {
+    "setvae": {
         "before (seed)": {"collapsed_seeds": "1/1", "auroc_mean": 0.8171},
         "after (seed)": {"collapsed_seeds": "0/1", "auroc_mean": 0.8400},
         "baselines": {"logistic (summary stats)": {"auroc": 0.88}, "GRU-D": {"auroc": 0.757}},
@@ -56,7 +56,7 @@ METRICS = {
                         "after vs before, test AUROC: not resolved (needs >= 2 seeds each)"],
     },
 }
-HEADLINE_NUMBERS = {"h2_leakage": "0.881", "sfmn": "0.106", "recon_ablation": "0.948", "setvae_collapse": "0.840"}
+HEADLINE_NUMBERS = {"h2": "0.881", "sfmn": "0.106", "recon": "0.948", "setvae": "0.840"}
 
 
 def write_png(path: Path, width: int = 640, height: int = 320, label: str = "") -> None:
@@ -113,15 +113,15 @@ def write_study(runs: Path, study: report.Study, notebook: str, seconds: float =
     return directory
 
 
-NOTEBOOKS = {"h2_leakage": "01_h2_leakage", "sfmn": "02_sfmn", "recon_ablation": "03_recon_ablation",
-             "setvae_collapse": "04_setvae_collapse"}
+NOTEBOOKS = {"h2": "01_h2", "sfmn": "02_sfmn", "recon": "03_recon",
+             "setvae": "04_setvae"}
 
 
 def write_synthetic_runs(runs: Path) -> Path:
     """All four studies (written in reverse so folder order is not README order) and one finished sweep."""
     for study in reversed(report.STUDIES):
         write_study(runs, study, NOTEBOOKS[study.directory])
-    sweep_dir = runs / "sweeps" / "setvae_ablation"
+    sweep_dir = runs / "sweeps" / "setvae"
     io.write_csv(sweep_dir / "summary.csv", pd.DataFrame({
         "ablation": ["pre-norm", "pre-norm"], "metric": ["run.auroc", "run.kl_total"],
         "mean": [0.7123, 1.5], "sd": [0.0312, 0.2], "n": [3, 3]}))
@@ -132,7 +132,7 @@ def write_synthetic_runs(runs: Path) -> Path:
 
 def write_wide_and_long_tables(runs: Path) -> Path:
     """A study directory with a 40-column table and a 300-row table (as Study 3's ablation grows)."""
-    directory = write_study(runs, report.STUDIES[2], NOTEBOOKS["recon_ablation"])
+    directory = write_study(runs, report.STUDIES[2], NOTEBOOKS["recon"])
     rng = np.random.default_rng(1)
     wide = pd.DataFrame({f"r2site_0.{i:02d}-0.{i + 1:02d}_mean": rng.uniform(size=6) for i in range(40)})
     wide.insert(0, "arm", list("ABCDEF"))

@@ -15,10 +15,10 @@ from latentlab.sweep.grid import read_grid
 ROOT = Path(__file__).resolve().parents[1]
 GRIDS = sorted((ROOT / "params").glob("*.yaml"))
 PARAMS_OF = {  # notebook → (module, Params class)
-    "01_h2_leakage.ipynb": ("latentlab.h2.pipeline", "H2Params"),
+    "01_h2.ipynb": ("latentlab.h2.pipeline", "H2Params"),
     "02_sfmn.ipynb": ("latentlab.sfmn.pipeline", "SFMNParams"),
-    "03_recon_ablation.ipynb": ("latentlab.recon.pipeline", "ReconParams"),
-    "04_setvae_collapse.ipynb": ("latentlab.setvae.pipeline", "SetVAEParams"),
+    "03_recon.ipynb": ("latentlab.recon.pipeline", "ReconParams"),
+    "04_setvae.ipynb": ("latentlab.setvae.pipeline", "SetVAEParams"),
 }
 
 

@@ -14,7 +14,7 @@ import pytest
 from latentlab.h2 import fixtures as scrna_fixtures
 
 ROOT = Path(__file__).resolve().parents[1]
-NOTEBOOK = ROOT / "notebooks/01_h2_leakage.ipynb"
+NOTEBOOK = ROOT / "notebooks/01_h2.ipynb"
 COLUMNS = dict(context_key="chip_id", condition_key="donor", biology_key="celltype",
                holdout=scrna_fixtures.HOLDOUT)
 FAST = dict(epochs=4, n_boot=100, n_perm=20, mitigations=[], baselines=["harmony"], scib=False, progress=False)

@@ -114,7 +114,7 @@ def test_lab_opens_the_py_twin_as_the_notebook_and_saving_keeps_the_pair(tmp_pat
     root = tmp_path / "repo"
     (root / "notebooks").mkdir(parents=True)
     shutil.copy(ROOT / "jupytext.toml", root)
-    study = "03_recon_ablation"
+    study = "03_recon"
     for suffix in (".ipynb", ".py"):
         shutil.copy(ROOT / "notebooks" / f"{study}{suffix}", root / "notebooks")
     hostile = 'c.ServerApp.jpserver_extensions = {"jupytext": False}\n'

@@ -20,10 +20,10 @@ ROOT = project_root()
 # Only the compute is cut: epochs, resampling counts, and seeds down to two (still more than one, so
 # every spread and per-seed table takes its multi-seed path). Data sizes, folds, arms stay standard.
 TINY_COMPUTE: dict[str, dict] = {
-    "01_h2_leakage": {"epochs": 1, "n_boot": 20, "n_perm": 5},
+    "01_h2": {"epochs": 1, "n_boot": 20, "n_perm": 5},
     "02_sfmn": {"epochs": 2, "phase2_epochs": 1, "patience": 1, "seeds": [0, 1]},
-    "03_recon_ablation": {"epochs": 1, "patience": 1, "n_seeds": 2},
-    "04_setvae_collapse": {"epochs": 1, "min_updates": 0, "grud_epochs": 1, "seeds": [0, 1], "ablation_seeds": 2},
+    "03_recon": {"epochs": 1, "patience": 1, "n_seeds": 2},
+    "04_setvae": {"epochs": 1, "min_updates": 0, "grud_epochs": 1, "seeds": [0, 1], "ablation_seeds": 2},
 }
 
 

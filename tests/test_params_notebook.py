@@ -79,7 +79,7 @@ def test_a_result_variable_named_like_a_parameter_is_not_read_on_rerun(tmp_path)
                      f"read simulated 3 {arms}\n"]  # rerunning the parameters cell resets to the preset
 
 
-@pytest.mark.parametrize("notebook, typo, nearest", [("01_h2_leakage.ipynb", "chip_efect", "chip_effect")])
+@pytest.mark.parametrize("notebook, typo, nearest", [("01_h2.ipynb", "chip_efect", "chip_effect")])
 def test_a_typo_fails_a_real_study_notebook(tmp_path, notebook, typo, nearest):
     """The committed study notebook itself: it fails in its third cell, before any work."""
     result = run_papermill(ROOT / "notebooks" / notebook, tmp_path / notebook, "--cwd", str(ROOT / "notebooks"),
@@ -89,10 +89,10 @@ def test_a_typo_fails_a_real_study_notebook(tmp_path, notebook, typo, nearest):
     assert f"did you mean '{nearest}'?" in result.stderr
 
 
-STUDY_PARAMS = {"01_h2_leakage": ("latentlab.h2.pipeline", "H2Params"),
+STUDY_PARAMS = {"01_h2": ("latentlab.h2.pipeline", "H2Params"),
                 "02_sfmn": ("latentlab.sfmn.pipeline", "SFMNParams"),
-                "03_recon_ablation": ("latentlab.recon.pipeline", "ReconParams"),
-                "04_setvae_collapse": ("latentlab.setvae.pipeline", "SetVAEParams")}
+                "03_recon": ("latentlab.recon.pipeline", "ReconParams"),
+                "04_setvae": ("latentlab.setvae.pipeline", "SetVAEParams")}
 
 
 def names_bound(source: str) -> set[str]:
@@ -126,7 +126,7 @@ def test_rerunning_the_reading_cell_after_the_whole_notebook_keeps_the_literals(
     """Study 3 run top to bottom in one kernel (history stored, as in JupyterLab), then results bound to the
     parameter names `data` and `beagle`, then the cell that reads the parameters run again: the
     parameters are still the literals of the parameters cell, not the results."""
-    notebook = jupytext.read(ROOT / "notebooks" / "03_recon_ablation.py")
+    notebook = jupytext.read(ROOT / "notebooks" / "03_recon.py")
     parameters = next(c for c in notebook.cells if "parameters" in c.metadata.get("tags", []))
     parameters.source = (parameters.source.replace("output_dir = None", f"output_dir = {str(tmp_path / 'out')!r}")
                          .replace("epochs = None", "epochs = 1").replace("beagle = None", "beagle = False"))

@@ -18,7 +18,7 @@ from latentlab.recon import fixtures as vcf_fixture
 from latentlab.recon import pipeline as recon
 
 ROOT = Path(__file__).resolve().parents[1]
-NOTEBOOK = ROOT / "notebooks" / "03_recon_ablation.ipynb"
+NOTEBOOK = ROOT / "notebooks" / "03_recon.ipynb"
 SIZES = dict(n_panel=40, n_target=8, length_bp=100_000)
 HAS_BEAGLE = shutil.which("beagle") is not None
 

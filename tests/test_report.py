@@ -37,8 +37,8 @@ def test_headlines_are_computed_from_the_numbers():
 
 
 def test_headline_follows_the_run_not_a_script():
-    no_leak = {**METRICS["h2_leakage"], "mitigation_goal_met": False,
-               "leakage_verdict": {**METRICS["h2_leakage"]["leakage_verdict"], "overall": "no leakage"}}
+    no_leak = {**METRICS["h2"], "mitigation_goal_met": False,
+               "leakage_verdict": {**METRICS["h2"]["leakage_verdict"], "overall": "no leakage"}}
     text = report.headline(report.STUDIES[0], no_leak)
     assert "<strong>no leakage</strong>" in text and "No mitigation met the study's goal" in text
     three_seeds = json.loads(json.dumps(METRICS["sfmn"]))
@@ -79,7 +79,7 @@ def test_wide_tables_scroll_in_their_box_and_long_ones_are_collapsed_and_cut(tmp
     assert "first 200 of 300 rows shown" in long
     assert long.count("<tr>") == 201  # header + 200 rows
     assert "<h4>history" not in page and "history <span" not in page  # per-epoch logs: a link, not a table
-    assert 'Logs: <a href="recon_ablation/history.csv">history.csv</a>' in page
+    assert 'Logs: <a href="recon/history.csv">history.csv</a>' in page
 
 
 def test_notebook_rendered_as_html_that_needs_no_network(tmp_path):
@@ -102,10 +102,10 @@ def test_tex_in_markdown_becomes_mathml_but_code_and_prices_stay():
 def test_a_stale_notebook_rendering_is_redone(tmp_path):
     runs = write_synthetic_runs(tmp_path)
     report.build_index(runs)
-    rendered = runs / "h2_leakage" / "01_h2_leakage.html"
+    rendered = runs / "h2" / "01_h2.html"
     rendered.write_text("old")
     before = rendered.stat().st_mtime
-    notebook = runs / "h2_leakage" / "01_h2_leakage.ipynb"
+    notebook = runs / "h2" / "01_h2.ipynb"
     import os
     os.utime(notebook, (before + 10, before + 10))
     report.build_index(runs)
@@ -118,7 +118,7 @@ def test_a_failed_study_shows_its_error_not_its_stale_results(tmp_path):
     io.write_json(runs / "sfmn" / "run_status.json",
                   {**status, "ok": False, "error": "ValueError: a chart refused 12760 rows", "failed_cell": 7})
     page = report.build_index(runs).read_text()
-    section = page[page.index('<h2 id="sfmn">'):page.index('<h2 id="recon_ablation">')]
+    section = page[page.index('<h2 id="sfmn">'):page.index('<h2 id="recon">')]
     assert 'FAILED</span>' in section and "in cell In [7]" in section and "12760 rows" in section
     assert "headline" not in section and "energy" not in section  # last run's numbers are not this run's
     assert "(1 failed: sfmn)" in page
@@ -130,13 +130,13 @@ def test_empty_runs_directory_says_what_to_do(tmp_path):
 
 def test_index_includes_finished_sweeps(tmp_path):
     page = report.build_index(write_synthetic_runs(tmp_path)).read_text()
-    assert "sweep: setvae_ablation" in page and "1/2 points complete" in page
-    assert "0.712 ± 0.031" in page and 'src="sweeps/setvae_ablation/summary.png"' in page
+    assert "sweep: setvae" in page and "1/2 points complete" in page
+    assert "0.712 ± 0.031" in page and 'src="sweeps/setvae/summary.png"' in page
 
 
 def test_an_unreadable_metrics_file_is_named_and_the_other_studies_still_show(tmp_path):
     runs = write_synthetic_runs(tmp_path)
-    (runs / "recon_ablation" / "metrics.json").write_text('{"conclusions": [')
+    (runs / "recon" / "metrics.json").write_text('{"conclusions": [')
     page = report.build_index(runs).read_text()
-    assert "recon_ablation/metrics.json: Expecting value: line 1" in page
+    assert "recon/metrics.json: Expecting value: line 1" in page
     assert page.count('<p class="headline">') == 3

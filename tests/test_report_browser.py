@@ -76,7 +76,7 @@ def test_report_fits_the_window_with_studies_in_order_and_every_image_loaded(bro
     assert width <= window, f"the page is {width} px wide in a {window} px window"
     assert page.locator("h1").inner_text() == "latentlab — run report"
     titles = page.locator("section h2").all_inner_texts()
-    assert titles[:4] == [s.title for s in report.STUDIES] and titles[4] == "sweep: setvae_ablation"
+    assert titles[:4] == [s.title for s in report.STUDIES] and titles[4] == "sweep: setvae"
     headlines = page.locator("section p.headline").all_inner_texts()
     assert len(headlines) == 4
     for study, text in zip(report.STUDIES, headlines, strict=True):

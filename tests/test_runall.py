@@ -57,13 +57,13 @@ def test_a_failing_study_does_not_stop_the_others(four_studies, monkeypatch):
     assert '<h2 id="sfmn">Study 2 · SFMN' in page and '— <span class="failed">FAILED</span></h2>' in page
     assert "ValueError: a chart refused 12760 rows" in page and "in cell In [3]" in page
     assert runall.os.environ["OMP_NUM_THREADS"] == str(max(1, (runall.os.cpu_count() or 1) // 2))
-    assert page.index('<h2 id="h2_leakage">') < page.index('<h2 id="sfmn">') < page.index(
-        '<h2 id="recon_ablation">') < page.index('<h2 id="setvae_collapse">')  # README order, not folder order
+    assert page.index('<h2 id="h2">') < page.index('<h2 id="sfmn">') < page.index(
+        '<h2 id="recon">') < page.index('<h2 id="setvae">')  # README order, not folder order
 
 
 def test_the_job_exits_non_zero_naming_the_failed_study(four_studies, capsys):
     code = runall.main(["--preset", "quick", "--runs", str(four_studies / "runs"),
-                        "--notebooks", str(four_studies / "notebooks"), "sfmn", "h2_leakage"])
+                        "--notebooks", str(four_studies / "notebooks"), "sfmn", "h2"])
     out = capsys.readouterr()
     assert code == 1
     assert "1 of 2 studies failed: sfmn" in out.err

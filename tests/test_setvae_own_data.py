@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tools"))
 from make_clinical_examples import LONG_COLUMNS, make_examples  # noqa: E402
 
-NOTEBOOK = ROOT / "notebooks" / "04_setvae_collapse.ipynb"
+NOTEBOOK = ROOT / "notebooks" / "04_setvae.ipynb"
 SMALL = {"references": ["after (seed)"], "ablation": [], "extras": [], "baselines": ["logistic"], "seeds": [0]}
 
 

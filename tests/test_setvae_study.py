@@ -110,7 +110,7 @@ def test_baselines_and_outputs(small):
 
 
 def test_a_sweep_point_without_references_or_baselines(small):
-    """What params/setvae_ablation.yaml runs per point: one ablation row, no reference runs, no baselines."""
+    """What params/setvae.yaml runs per point: one ablation row, no reference runs, no baselines."""
     params, data, splits, prep = small
     point = dataclasses.replace(params, references=[], baselines=[], extras=[], ablation=["pre-norm"])
     assert S.reference_configs(point, "before (seed)") == {}

@@ -80,9 +80,9 @@ def test_a_failing_point_is_reported_and_the_rest_kept_then_skipped_on_rerun(tmp
 
 
 GRIDS = {
-    "recon_ablation.yaml": "latentlab.recon.pipeline:ReconParams",
-    "setvae_ablation.yaml": "latentlab.setvae.pipeline:SetVAEParams",
-    "h2_weights.yaml": "latentlab.h2.pipeline:H2Params",
+    "recon.yaml": "latentlab.recon.pipeline:ReconParams",
+    "setvae.yaml": "latentlab.setvae.pipeline:SetVAEParams",
+    "h2.yaml": "latentlab.h2.pipeline:H2Params",
 }
 
 

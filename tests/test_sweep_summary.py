@@ -216,18 +216,18 @@ def test_loader_errors_name_the_file_and_what_was_expected(tmp_path, make, messa
 
 def test_loader_refuses_another_studys_table_and_an_empty_path():
     with pytest.raises(sweeps.ResultsError, match=r"parameter column\(s\) \['chip_effect', 'n_boot', 'n_perm', 'scib'\] are not ReconParams"):
-        sweeps.load_results(FIXTURES / "h2_weights", study=recon.ReconParams)
+        sweeps.load_results(FIXTURES / "h2", study=recon.ReconParams)
     with pytest.raises(sweeps.ResultsError, match="no sweep given"):
         sweeps.load_results("  ")
 
 
 def test_loader_reads_directory_csv_parquet_and_root_relative_paths(tmp_path, monkeypatch):
-    table = sweeps.load_results(FIXTURES / "recon_ablation")
+    table = sweeps.load_results(FIXTURES / "recon")
     assert len(table) == 8
     table.astype({c: str for c in table.columns if table[c].dtype == object}).to_parquet(tmp_path / "results.parquet")
     assert sweeps.load_results(tmp_path).shape == table.shape
     monkeypatch.chdir(tmp_path)  # as a notebook run from notebooks/: the path is the project's
-    assert len(sweeps.load_results("tests/fixtures/sweeps/recon_ablation/results.csv")) == 8
+    assert len(sweeps.load_results("tests/fixtures/sweeps/recon/results.csv")) == 8
     old_style = tmp_path / "old" / "results.csv"
     old_style.parent.mkdir()
     pd.DataFrame({"point": ["p"], "param.arms": ["['A', 'B']"], "param.gammas": ["[5.0]"], "m": [1]}).to_csv(old_style)
@@ -239,7 +239,7 @@ def test_loader_reads_directory_csv_parquet_and_root_relative_paths(tmp_path, mo
 
 
 def test_study3_sweep_reads_as_arms_by_gamma_with_f1_over_seeds():
-    results = sweeps.load_results(FIXTURES / "recon_ablation", study=recon.ReconParams)
+    results = sweeps.load_results(FIXTURES / "recon", study=recon.ReconParams)
     summary = recon.sweep_summary(results)
     assert set(summary.metric) == {"f1_rare", "f1_common", "f1_overall"} and (summary["n"] == 2).all()
     raw = results[(results["run.arm"] == "C") & (results["run.gamma"] == 2.5)]["run.f1_rare"]
@@ -251,7 +251,7 @@ def test_study3_sweep_reads_as_arms_by_gamma_with_f1_over_seeds():
 
 
 def test_study3_sweep_without_run_columns_says_what_is_needed():
-    results = sweeps.load_results(FIXTURES / "recon_ablation").drop(columns=["run.f1_rare"])
+    results = sweeps.load_results(FIXTURES / "recon").drop(columns=["run.f1_rare"])
     with pytest.raises(sweeps.ResultsError, match=r"no \['run.f1_rare'\] column\(s\): .*one arm at one γ"):
         recon.sweep_summary(results)
 
@@ -264,7 +264,7 @@ def test_point_metrics_only_for_one_arm_at_one_gamma():
 
 
 def test_study4_sweep_reads_one_row_per_ablated_configuration():
-    results = sweeps.load_results(FIXTURES / "setvae_ablation", study=setvae.SetVAEParams)
+    results = sweeps.load_results(FIXTURES / "setvae", study=setvae.SetVAEParams)
     summary = setvae.sweep_ablation(results)
     assert set(summary.configuration) == {"after − beta 0.5→0.1", "after − pre-norm"} and (summary["n"] == 2).all()
     assert set(summary.metric) == {"active_ratio", "kl_total", "auroc", "auprc", "collapsed_share"}
@@ -280,7 +280,7 @@ def test_study4_sweep_reads_one_row_per_ablated_configuration():
 
 
 def test_study1_sweep_reads_leakage_per_method_against_chip_effect():
-    results = sweeps.load_results(FIXTURES / "h2_weights", study=h2.H2Params)
+    results = sweeps.load_results(FIXTURES / "h2", study=h2.H2Params)
     summary = h2.sweep_leakage(results, methods=["PCA", "AE"])
     assert list(summary.columns[:2]) == ["chip_effect", "method"] and (summary["n"] == 2).all()
     pca0 = results[results["param.chip_effect"] == 0.0]["leakage_auc.PCA"]
@@ -310,10 +310,10 @@ def section_cells(notebook: str) -> list[str]:
 
 
 SECTIONS = {
-    "01_h2_leakage.ipynb": ("h2", h2.H2Params, "h2_weights", "held-out linear-probe AUC"),
+    "01_h2.ipynb": ("h2", h2.H2Params, "h2", "held-out linear-probe AUC"),
     "02_sfmn.ipynb": ("S", sfmn.SFMNParams, "sfmn", "grid points read"),
-    "03_recon_ablation.ipynb": ("recon", recon.ReconParams, "recon_ablation", "grid points read"),
-    "04_setvae_collapse.ipynb": ("S", setvae.SetVAEParams, "setvae_ablation", "grid points read"),
+    "03_recon.ipynb": ("recon", recon.ReconParams, "recon", "grid points read"),
+    "04_setvae.ipynb": ("S", setvae.SetVAEParams, "setvae", "grid points read"),
 }
 
 

@@ -136,16 +136,16 @@ class Study:
 
 
 STUDIES: tuple[Study, ...] = (
-    Study("h2_leakage", "Study 1 · H2 context leakage",
+    Study("h2", "Study 1 · H2 context leakage",
           "Do unsupervised scRNA-seq embeddings (PCA, AE) encode the chip, and which mitigation removes it "
           "while keeping biology?", "tradeoff", ("verdict", "verdicts"), _h2_headline),
     Study("sfmn", "Study 2 · SFMN: sparse feature modulation for EPI on unseen cell lines",
           "Enhancer–promoter interaction on unseen cell lines through sparse cell-line gates over motif features "
           "— and is the trained model the designed one?", "loco", ("success", "summary"), _sfmn_headline),
-    Study("recon_ablation", "Study 3 · Reconstruction-loss ablation in a BERT+RAG genotype imputer",
+    Study("recon", "Study 3 · Reconstruction-loss ablation in a BERT+RAG genotype imputer",
           "Does the imputer's reconstruction loss (and focal γ = 5) hurt? Arms A–E against Beagle 5.4.",
           "f1_by_arm", ("summary",), _recon_headline),
-    Study("setvae_collapse", "Study 4 · Hierarchical SetVAE: posterior collapse",
+    Study("setvae", "Study 4 · Hierarchical SetVAE: posterior collapse",
           "Which fixes prevent posterior collapse in a hierarchical SetVAE on irregular clinical time series?",
           "diagnostics", ("scores", "runs"), _setvae_headline),
 )

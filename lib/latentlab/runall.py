@@ -30,15 +30,15 @@ from latentlab.kernels import EncryptedKernelManager
 from latentlab.params import project_root
 
 STUDIES: tuple[tuple[str, str], ...] = (
-    ("01_h2_leakage", "h2_leakage"),
+    ("01_h2", "h2"),
     ("02_sfmn", "sfmn"),
-    ("03_recon_ablation", "recon_ablation"),
-    ("04_setvae_collapse", "setvae_collapse"),
+    ("03_recon", "recon"),
+    ("04_setvae", "setvae"),
 )
 STATUS_FILE = "run_status.json"
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS")
 # Longest first when no earlier job has timed them (standard preset, idle 2-core machine, 2026-11).
-TYPICAL_SECONDS = {"setvae_collapse": 950.0, "recon_ablation": 510.0, "sfmn": 300.0, "h2_leakage": 160.0}
+TYPICAL_SECONDS = {"setvae": 950.0, "recon": 510.0, "sfmn": 300.0, "h2": 160.0}
 
 
 @dataclasses.dataclass

@@ -42,7 +42,7 @@ DEFAULT_WEIGHTS = {
 
 @dataclasses.dataclass(frozen=True)
 class H2Params(StudyParams):
-    output_dir: str = "runs/h2_leakage"
+    output_dir: str = "runs/h2"
     data: str = "simulated"
     metadata: str = ""  # cell metadata CSV of a Matrix Market directory; "" = the one CSV in that directory
     context_key: str = "Group"
@@ -74,10 +74,10 @@ class H2Params(StudyParams):
     sweep_results: str = ""  # a sweep directory or its results.csv: the notebook's last section reads it
 
     PRESETS = {
-        "quick": dict(output_dir="runs/quick/h2_leakage", n_cells=1200, n_genes=1000, epochs=30, n_boot=100, n_perm=20,
+        "quick": dict(output_dir="runs/quick/h2", n_cells=1200, n_genes=1000, epochs=30, n_boot=100, n_perm=20,
                       penalty_weights={"adversarial": [0.03], "hsic": [1.0], "mmd": [0.3], "subspace": [0.1]}),
         "standard": dict(n_cells=2418, n_genes=2000, epochs=30),
-        "full": dict(output_dir="runs/full/h2_leakage", n_cells=2418, n_genes=18683, n_top_genes=2000, epochs=30),
+        "full": dict(output_dir="runs/full/h2", n_cells=2418, n_genes=18683, n_top_genes=2000, epochs=30),
     }
 
     def check(self) -> None:
@@ -720,7 +720,7 @@ SWEEP_METRICS = {"leakage_auc": "leakage_auc.*", "biology_accuracy": "biology_ac
 
 def sweep_leakage(results: pd.DataFrame, methods: list[str] | None = None) -> pd.DataFrame:
     """A Study 1 sweep's table → held-out leakage AUC and biology kept per method, mean ± sd over seeds,
-    per value of the varying grid axes (``chip_effect`` in ``params/h2_weights.yaml``).
+    per value of the varying grid axes (``chip_effect`` in ``params/h2.yaml``).
 
     Reads the ``leakage_auc.<method>`` / ``biology_accuracy.<method>`` columns each point writes;
     ``methods`` keeps a subset (labels as in the trade-off table, e.g. ``["PCA", "AE", "mmd w=0.3"]``).
@@ -728,7 +728,7 @@ def sweep_leakage(results: pd.DataFrame, methods: list[str] | None = None) -> pd
     missing = [p for p in SWEEP_METRICS.values() if not any(str(c).startswith(p[:-1]) for c in results.columns)]
     if missing:
         raise sweeps.ResultsError(f"the sweep's table has no {missing} columns: it was not written by this version "
-                                 f"of notebooks/01_h2_leakage.ipynb (metrics.json gains leakage_auc per method)")
+                                 f"of notebooks/01_h2.ipynb (metrics.json gains leakage_auc per method)")
     long = sweeps.unstack_metrics(results, SWEEP_METRICS, key="method")
     if methods is not None:
         unknown = sorted(set(methods) - set(long["method"]))

@@ -39,7 +39,7 @@ SEED_RANKING = ["C", "D", "B", "A"]
 
 @dataclasses.dataclass(frozen=True)
 class ReconParams(StudyParams):
-    output_dir: str = "runs/recon_ablation"
+    output_dir: str = "runs/recon"
     data: str = "simulated"  # or a directory holding panel.vcf, targets.vcf, truth.vcf
     n_panel: int = 250
     n_target: int = 50
@@ -75,12 +75,12 @@ class ReconParams(StudyParams):
     sweep_results: str = ""  # a sweep directory or its results.csv: the notebook's last section reads it
 
     PRESETS = {
-        "quick": dict(output_dir="runs/quick/recon_ablation", n_panel=60, n_target=10, length_bp=150_000,
+        "quick": dict(output_dir="runs/quick/recon", n_panel=60, n_target=10, length_bp=150_000,
                       window=32, k=4, depth=2, d_model=24, epochs=3, patience=3, batch_size=32, n_seeds=1,
                       gamma_arms=["A", "C"], cache=False, progress=False),
         "standard": dict(n_panel=200, n_target=40, depth=2, epochs=6, patience=3, max_train_windows=1000,
                          max_val_windows=400),  # depth 2: same ALT-F1 as 4 on both benchmark panels, 1.6× faster
-        "full": dict(output_dir="runs/full/recon_ablation", n_panel=500, n_target=100, depth=8, d_model=64,
+        "full": dict(output_dir="runs/full/recon", n_panel=500, n_target=100, depth=8, d_model=64,
                      epochs=30, patience=6, n_seeds=5),
     }
 
@@ -884,7 +884,7 @@ SWEEP_METRICS = {"f1_rare": "rare F1", "f1_common": "common F1", "f1_overall": "
 def sweep_summary(results: pd.DataFrame) -> pd.DataFrame:
     """A Study 3 sweep's table → arms × γ (× any other varying axis): ALT-F1 mean, sd, n over seeds.
 
-    Needs the ``run.`` columns (one arm at one γ per point, as ``params/recon_ablation.yaml`` runs);
+    Needs the ``run.`` columns (one arm at one γ per point, as ``params/recon.yaml`` runs);
     the result is ``sweeps.summarise``'s long frame, so ``latentlab.sweep.plots.summary_chart`` draws it.
     """
     needed = ["run.arm", "run.gamma", *(f"run.{m}" for m in SWEEP_METRICS)]
@@ -892,7 +892,7 @@ def sweep_summary(results: pd.DataFrame) -> pd.DataFrame:
     if missing:
         raise sweeps.ResultsError(
             f"the sweep's table has no {missing} column(s): Study 3 writes them when a point trains one arm at "
-            f"one γ (grid axes arms: [[A], [B], ...] and gammas: [[5.0], [2.5]], as params/recon_ablation.yaml)")
+            f"one γ (grid axes arms: [[A], [B], ...] and gammas: [[5.0], [2.5]], as params/recon.yaml)")
     frame = results.rename(columns={"run.arm": "arm", "run.gamma": "gamma",
                                     **{f"run.{m}": m for m in SWEEP_METRICS}})
     others = [c for c in sweeps.grid_axes(results) if c not in ("param.arms", "param.gammas")]

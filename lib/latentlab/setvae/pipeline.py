@@ -141,7 +141,7 @@ def ablation_configs(ablation: list[str], extras: list[str]) -> dict[str, RunCon
 
 @dataclasses.dataclass(frozen=True)
 class SetVAEParams(StudyParams):
-    output_dir: str = "runs/setvae_collapse"
+    output_dir: str = "runs/setvae"
     data: str = "simulated"  # "simulated", a PhysioNet-2012 directory, a long CSV file, or a directory with observations.csv
     outcomes: str = ""  # outcome/label file (default: <data>/../Outcomes-a.txt, or labels.csv beside a long CSV)
     label_column: str = ""  # default: In-hospital_death (PhysioNet) or label (long CSV)
@@ -176,12 +176,12 @@ class SetVAEParams(StudyParams):
     progress: bool = True
 
     PRESETS = {
-        "quick": dict(output_dir="runs/quick/setvae_collapse", n_stays=200, max_steps=32, d_model=16,
+        "quick": dict(output_dir="runs/quick/setvae", n_stays=200, max_steps=32, d_model=16,
                       latent_dims=[4, 4], n_layers=1, epochs=4, seeds=[0], ablation=["beta 0.5→0.1"],
                       extras=["control: before without free bits"],
                       ablation_seeds=1, grud_epochs=3, progress=False),
         "standard": dict(n_stays=600, max_steps=64, epochs=10, seeds=[0, 1, 2, 3, 4], ablation_seeds=3),
-        "full": dict(output_dir="runs/full/setvae_collapse", n_stays=4000, max_steps=128, epochs=20,
+        "full": dict(output_dir="runs/full/setvae", n_stays=4000, max_steps=128, epochs=20,
                      seeds=[0, 1, 2, 3, 4], ablation_seeds=3, grud_epochs=40),
     }
 
@@ -783,7 +783,7 @@ def sweep_ablation(results: pd.DataFrame) -> pd.DataFrame:
     """A Study 4 sweep's table → one row group per ablated configuration: mean, sd, n over the seeds.
 
     Needs the ``run.`` columns a point writes when it trains exactly one non-reference configuration
-    (``params/setvae_ablation.yaml``); returns ``sweeps.summarise``'s long frame (``latentlab.sweep.plots`` draws it).
+    (``params/setvae.yaml``); returns ``sweeps.summarise``'s long frame (``latentlab.sweep.plots`` draws it).
     """
     from latentlab.sweep import results as sweeps
 
@@ -792,7 +792,7 @@ def sweep_ablation(results: pd.DataFrame) -> pd.DataFrame:
     if missing:
         raise sweeps.ResultsError(
             f"the sweep's table has no {missing} column(s): Study 4 writes them when a point trains exactly one "
-            "configuration besides the references (grid axis ablation: [[fix], ...], as params/setvae_ablation.yaml)")
+            "configuration besides the references (grid axis ablation: [[fix], ...], as params/setvae.yaml)")
     frame = results.rename(columns={"run.name": "configuration", **{f"run.{m}": m for m in (*SWEEP_METRICS, "collapsed_share")}})
     others = [c for c in sweeps.grid_axes(results) if c != "param.ablation"]
     return sweeps.summarise(frame, [*SWEEP_METRICS, "collapsed_share"], by=["configuration", *others])

@@ -2,7 +2,7 @@
 
 What a study notebook's "Reading a sweep" section calls (``latentlab.sweep.run`` writes the points)::
 
-    results = load_results("runs/sweeps/recon_ablation")   # dir or results.csv/.parquet; validated
+    results = load_results("runs/sweeps/recon")   # dir or results.csv/.parquet; validated
     summary = summarise(results)                  # long: <axes...>, metric, mean, sd, n (over seeds)
     format_summary(summary)                       # wide "mean ± sd" table for display
     from latentlab.sweep import plots as sweep_plots

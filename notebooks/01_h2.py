@@ -29,7 +29,7 @@
 #
 # `preset` picks a size (`quick` for this committed notebook, `standard` for `make run`, `full` for the seed's
 # 2,418 × 18,683). Any other name set here overrides the preset; `None` keeps the preset's value.
-# Rerun with papermill, e.g. `papermill notebooks/01_h2_leakage.ipynb out.ipynb -p preset standard -p chip_effect 0`.
+# Rerun with papermill, e.g. `papermill notebooks/01_h2.ipynb out.ipynb -p preset standard -p chip_effect 0`.
 
 # %% tags=["parameters"]
 preset = "quick"
@@ -248,17 +248,17 @@ display(Markdown("\n".join(f"- {line}" for line in findings)))
 # %% [markdown] tags=[]
 # ## Reading a sweep
 #
-# One run shows one chip effect. `params/h2_weights.yaml` crosses the chip-effect strength with seeds:
-# `latentlab sweep notebooks/01_h2_leakage.ipynb --grid params/h2_weights.yaml` (or `make sweep`) runs this notebook
-# once per point on Dask and writes `runs/sweeps/h2_weights/results.csv`, with each method's held-out leakage
+# One run shows one chip effect. `params/h2.yaml` crosses the chip-effect strength with seeds:
+# `latentlab sweep notebooks/01_h2.ipynb --grid params/h2.yaml` (or `make sweep`) runs this notebook
+# once per point on Dask and writes `runs/sweeps/h2/results.csv`, with each method's held-out leakage
 # (`leakage_auc.<method>`) and biology kept (`biology_accuracy.<method>`). Rerun this notebook with
-# `-p sweep_results runs/sweeps/h2_weights` and this section reads it: leakage and biology against the chip effect,
+# `-p sweep_results runs/sweeps/h2` and this section reads it: leakage and biology against the chip effect,
 # per method, mean ± sd over the sweep's seeds. With `sweep_results` empty (the default) it only says how.
 
 # %% tags=["nbval-check-output"]
 from latentlab.sweep.notebook import show_sweep
 
-swept_summary = show_sweep(params.sweep_results, study=h2.H2Params, notebook="01_h2_leakage.ipynb",
-                           grid="params/h2_weights.yaml", summarise=h2.sweep_leakage, table=h2.sweep_table,
+swept_summary = show_sweep(params.sweep_results, study=h2.H2Params, notebook="01_h2.ipynb",
+                           grid="params/h2.yaml", summarise=h2.sweep_leakage, table=h2.sweep_table,
                            heading="; held-out linear-probe AUC, mean ± sd:", color="method",
                            title="Sweep: leakage and biology per method, mean ± sd over seeds")

@@ -30,7 +30,7 @@
 #
 # `preset` picks a size (`quick` for this committed notebook, `standard` for `make run`, `full` ≈ 4,000 stays).
 # Any other name set here overrides the preset; `None` keeps it. Example:
-# `papermill notebooks/04_setvae_collapse.ipynb out.ipynb -p preset standard -y "seeds: [0, 1]"`;
+# `papermill notebooks/04_setvae.ipynb out.ipynb -p preset standard -y "seeds: [0, 1]"`;
 # your data: `-p data path/to/set-a -p outcomes path/to/Outcomes-a.txt`, or a long CSV
 # `-p data events.csv -p outcomes outcome.csv -y "columns: {stay_id: icustay, time: minutes_in, variable: item, value: valuenum}" -p time_unit minutes -p label_column died`
 # (README, "Your own data").
@@ -236,16 +236,16 @@ print(f"total {metrics['seconds']:.1f} s")
 #
 # The ablation above uses `ablation_seeds` seeds per row. For more, run it as a sweep — one grid point per
 # fix and seed, without the reference runs or baselines, on Dask:
-# `latentlab sweep notebooks/04_setvae_collapse.ipynb --grid params/setvae_ablation.yaml` (or `make sweep`)
-# writes `runs/sweeps/setvae_ablation/results.csv` (each point's `metrics.json` carries `run.name`,
+# `latentlab sweep notebooks/04_setvae.ipynb --grid params/setvae.yaml` (or `make sweep`)
+# writes `runs/sweeps/setvae/results.csv` (each point's `metrics.json` carries `run.name`,
 # `run.active_ratio`, `run.kl_total`, `run.auroc`, `run.collapsed_share`, ...). Rerun this notebook with
-# `-p sweep_results runs/sweeps/setvae_ablation` and this section reads that table through the validated
+# `-p sweep_results runs/sweeps/setvae` and this section reads that table through the validated
 # loader and shows each configuration's diagnostics and AUROC, mean ± sd over the sweep's seeds (there the
 # seed also redraws the simulated stays and the split). With `sweep_results` empty it only says how to make one.
 
 # %% tags=["nbval-check-output"]
 from latentlab.sweep.notebook import show_sweep
 
-swept_summary = show_sweep(params.sweep_results, study=S.SetVAEParams, notebook="04_setvae_collapse.ipynb",
-                           grid="params/setvae_ablation.yaml", summarise=S.sweep_ablation, table=S.sweep_table,
+swept_summary = show_sweep(params.sweep_results, study=S.SetVAEParams, notebook="04_setvae.ipynb",
+                           grid="params/setvae.yaml", summarise=S.sweep_ablation, table=S.sweep_table,
                            x="configuration", title="Sweep: one fix off at a time, mean ± sd over seeds")

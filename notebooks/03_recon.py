@@ -38,7 +38,7 @@
 # `preset` picks a size: `quick` (this committed notebook; small data, 1 seed, both γ only for arms A and C),
 # `standard` (`make run`: 1 Mb, every arm × both γ × 3 seeds), `full` (larger panel, the seed's 8 layers).
 # `None` keeps the preset's value. Example:
-# `papermill notebooks/03_recon_ablation.ipynb out.ipynb -p preset standard -p depth 8 -p n_seeds 5`.
+# `papermill notebooks/03_recon.ipynb out.ipynb -p preset standard -p depth 8 -p n_seeds 5`.
 # `data` may name a directory with `panel.vcf`, `targets.vcf` (array sites only) and `truth.vcf`.
 # `retrieval` is `"match"` (longest exact match on typed markers within `flank_bp` of the window) or `"hamming"`
 # (the seed's rule: Hamming on the window's own typed sites); `use_match = False` gives the seed's model, which
@@ -257,16 +257,16 @@ display(Markdown("\n".join(f"- {line}" for line in findings)))
 # ## Reading a sweep
 #
 # A sweep runs this notebook once per grid point — one arm at one γ and one seed each — on Dask:
-# `latentlab sweep notebooks/03_recon_ablation.ipynb --grid params/recon_ablation.yaml` (or `make sweep`) writes
-# `runs/sweeps/recon_ablation/results.csv` (one row per point; each point's `metrics.json` carries `run.arm`,
-# `run.gamma`, `run.f1_rare`, ...). Rerun this notebook with `-p sweep_results runs/sweeps/recon_ablation` and
+# `latentlab sweep notebooks/03_recon.ipynb --grid params/recon.yaml` (or `make sweep`) writes
+# `runs/sweeps/recon/results.csv` (one row per point; each point's `metrics.json` carries `run.arm`,
+# `run.gamma`, `run.f1_rare`, ...). Rerun this notebook with `-p sweep_results runs/sweeps/recon` and
 # this section reads that table through the validated loader and shows arms × γ with rare- and common-variant
 # ALT-F1, mean ± sd over the sweep's seeds. With `sweep_results` empty (the default) it only says how to make one.
 
 # %% tags=["nbval-check-output"]
 from latentlab.sweep.notebook import show_sweep
 
-swept_summary = show_sweep(params.sweep_results, study=recon.ReconParams, notebook="03_recon_ablation.ipynb",
-                           grid="params/recon_ablation.yaml", summarise=recon.sweep_summary,
+swept_summary = show_sweep(params.sweep_results, study=recon.ReconParams, notebook="03_recon.ipynb",
+                           grid="params/recon.yaml", summarise=recon.sweep_summary,
                            table=recon.sweep_table, x="arm", color="gamma",
                            title="Sweep: ALT-F1 per arm and γ, mean ± sd over seeds")
