@@ -20,8 +20,9 @@ def study_notebook(path, body: str) -> None:
     nbformat.write(nb, str(path))
 
 
-WRITES_METRICS = ("from latentlab import io\n"
-                  "io.write_json(f'{output_dir}/metrics.json', {'params': {'preset': preset}, 'seconds': 1.0})")
+WRITES_METRICS = ("import os\nfrom latentlab import io\n"
+                  "io.write_json(f'{output_dir}/metrics.json', {'params': {'preset': preset}, 'seconds': 1.0,\n"
+                  "              'omp': os.environ.get('OMP_NUM_THREADS'), 'busy': os.environ.get('LATENTLAB_RUNNING_STUDIES')})")
 
 
 @pytest.fixture()
@@ -35,8 +36,9 @@ def four_studies(tmp_path):
 
 
 def test_a_failing_study_does_not_stop_the_others(four_studies, monkeypatch):
-    for name in runall.THREAD_VARIABLES:  # limit_threads sets them for the kernels; restore afterwards
-        monkeypatch.setenv(name, runall.os.environ.get(name, "1"))
+    for name in runall.THREAD_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.delenv(runall.BUSY_ENV, raising=False)
     runs = four_studies / "runs"
     stale = runs / "sfmn" / "metrics.json"  # an earlier run's results must not pass for this one's
     stale.parent.mkdir(parents=True)
@@ -56,7 +58,13 @@ def test_a_failing_study_does_not_stop_the_others(four_studies, monkeypatch):
     assert "4 studies (1 failed: sfmn)" in page
     assert '<h2 id="sfmn">Study 2 · SFMN' in page and '— <span class="failed">FAILED</span></h2>' in page
     assert "ValueError: a chart refused 12760 rows" in page and "in cell In [3]" in page
-    assert runall.os.environ["OMP_NUM_THREADS"] == str(max(1, (runall.os.cpu_count() or 1) // 2))
+    kernel = json.loads((runs / "h2" / "metrics.json").read_text())  # what a kernel of the job saw
+    assert kernel["omp"] == str(max(1, (runall.os.cpu_count() or 1) // 2))
+    assert kernel["busy"] == str(runs / runall.BUSY_FILE)
+    # and the job leaves this process as it found it: no thread limits, no pointer to a stale busy file
+    # (one that outlived its job made a later Study 4 run in the same process spawn workers onto busy cores)
+    assert not any(name in runall.os.environ for name in (*runall.THREAD_VARIABLES, runall.BUSY_ENV))
+    assert not (runs / runall.BUSY_FILE).exists()
     assert page.index('<h2 id="h2">') < page.index('<h2 id="sfmn">') < page.index(
         '<h2 id="recon">') < page.index('<h2 id="setvae">')  # README order, not folder order
 

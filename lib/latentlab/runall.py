@@ -14,11 +14,13 @@ Study 4 trains its independent runs on the cores the other studies have left.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import os
 import sys
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from datetime import UTC, datetime
 from pathlib import Path
@@ -101,13 +103,19 @@ def run_all(preset: str, *, studies: list[str] | None = None, runs: str | Path =
         raise SystemExit(f"latentlab.runall: unknown study in {studies}; choose from {known}")
     if jobs < 1:
         raise SystemExit(f"latentlab.runall: --jobs must be >= 1, got {jobs}")
-    limit_threads(jobs)
     queue = sorted(chosen, key=lambda item: -expected_seconds(runs / item[1], item[1]))
+    busy = runs / BUSY_FILE  # how many study slots are taken: a study may use the cores of the others
+    with job_environment(jobs, busy):
+        _write_busy(busy, min(jobs, len(queue)))
+        done = _run_queue(queue, preset, runs, notebooks, root, jobs, busy)
+    report.build_index(runs)
+    return [done[study] for _, study in chosen]
+
+
+def _run_queue(queue: list[tuple[str, str]], preset: str, runs: Path, notebooks: Path, root: Path, jobs: int,
+               busy: Path) -> dict[str, StudyRun]:
     t0 = time.perf_counter()
     done: dict[str, StudyRun] = {}
-    busy = runs / BUSY_FILE  # how many study slots are taken: a study may use the cores of the others
-    os.environ[BUSY_ENV] = str(busy)
-    _write_busy(busy, min(jobs, len(queue)))
     with ThreadPoolExecutor(max_workers=jobs) as pool:
         futures = {}
         for notebook, study in queue:
@@ -122,8 +130,7 @@ def run_all(preset: str, *, studies: list[str] | None = None, runs: str | Path =
             print(f"[{time.perf_counter() - t0:6.0f} s] {result.study}: {'ok' if result.ok else 'FAILED'} "
                   f"in {result.seconds:.0f} s ({len(done)}/{len(futures)} studies done)"
                   + (f" — In [{result.failed_cell}]: {result.error}" if not result.ok else ""), flush=True)
-    report.build_index(runs)
-    return [done[study] for _, study in chosen]
+    return done
 
 
 BUSY_FILE = ".studies_running"
@@ -134,13 +141,35 @@ def _write_busy(path: Path, slots: int) -> None:
     io.atomic_write(path, lambda tmp: tmp.write_text(f"{slots}\n"))
 
 
-def limit_threads(jobs: int) -> None:
-    """Share the cores between concurrent kernels (they inherit this environment when started)."""
-    if jobs == 1:
-        return
-    per_job = str(max(1, (os.cpu_count() or 1) // jobs))
-    for name in THREAD_VARIABLES:
-        os.environ[name] = per_job
+def job_variables(jobs: int, busy: Path) -> dict[str, str]:
+    """What the job's kernels inherit: a share of the cores each, and where the busy-slot count is kept."""
+    variables = {BUSY_ENV: str(busy)}
+    if jobs > 1:
+        per_job = str(max(1, (os.cpu_count() or 1) // jobs))
+        variables.update({name: per_job for name in THREAD_VARIABLES})
+    return variables
+
+
+@contextlib.contextmanager
+def job_environment(jobs: int, busy: Path) -> Iterator[dict[str, str]]:
+    """Set the job's variables for the kernels it starts, and put everything back when it ends.
+
+    The kernels inherit this process's environment, so the variables are set here — but only for the
+    job: run in-process (a test, a notebook), a finished job must leave no thread limits behind and no
+    pointer to a busy-slot file that would tell a later Study 4 run that cores are free. The file goes too.
+    """
+    variables = job_variables(jobs, busy)
+    before = {name: os.environ.get(name) for name in variables}
+    os.environ.update(variables)
+    try:
+        yield variables
+    finally:
+        for name, value in before.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        busy.unlink(missing_ok=True)
 
 
 def expected_seconds(directory: Path, study: str) -> float:
