@@ -3,7 +3,9 @@
 Every function returns a scalar tensor that ``train.fit`` weights by name:
 ``task`` (AdaptiveIMMAX, BCE or focal), ``align`` (swap alignment, MSE or
 contrastive), ``sparse``, ``entropy`` and ``smooth``. The seed's weights are
-``DEFAULT_WEIGHTS``.
+``DEFAULT_WEIGHTS``. The objectives at the end (``SFMNObjective``, ``AdversarialObjective``,
+``EPIObjective``, chosen by ``objective_for``) wrap a model from ``latentlab.sfmn.model`` /
+``baselines`` with its terms and the parameters each must reach: what ``train.fit`` trains.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ class AdaptiveIMMAX(nn.Module):
     ``½[mean_pos log(1+e^{−z/α}) + mean_neg log(1+e^{+z/(1−α)})]`` with z the logit
     (``softplus`` keeps it stable; no sigmoid is ever inverted). α adapts by an
     EMA towards ``√S₊/(√S₊+√S₋)`` where S₊, S₋ are running class counts — but
-    only in ``update()``, which the model calls from ``after_step`` once per
+    only in ``update()``, which the objective calls from ``after_step`` once per
     optimiser step, never as a side effect of computing the loss. A batch with
     one class uses that class's term alone (no NaN from an empty mean) and
     does not move α.
