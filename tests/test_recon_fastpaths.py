@@ -7,7 +7,7 @@ import torch
 
 from latentlab.recon import data as hp
 from latentlab.recon import pipeline as recon
-from latentlab.recon.model import BertRagImputer, ImputerConfig
+from latentlab.recon.model import BertRagImputer, ImputerConfig, WindowGroups
 
 
 def _windows(n_sites: int = 150, window: int = 32) -> recon.WindowSet:
@@ -87,3 +87,19 @@ def test_factored_rag_attention_equals_the_plain_segment_path_with_and_without_m
             grads.append([torch.zeros_like(p) if p.grad is None else p.grad.clone() for p in model.parameters()])
         for a, b in zip(*grads, strict=True):
             torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-3)
+
+
+def test_window_groups_compute_pos_and_af_once_per_window_with_the_same_outputs():
+    ws = _windows()
+    rows = np.random.default_rng(5).permutation(len(ws))  # windows mixed and out of order
+    batch = recon.to_batch(ws, rows, np.random.default_rng(6).random(150))
+    grouped = dict(batch, window_id=torch.from_numpy(ws.window_id[rows]))
+    groups = WindowGroups.of(grouped["window_id"])
+    assert len(groups.first) == len(np.unique(ws.window_id)) < len(rows)
+    assert torch.equal(grouped["window_id"][groups.first][groups.inverse], grouped["window_id"])
+    for use_match in (True, False):
+        torch.manual_seed(7)
+        model = BertRagImputer(ImputerConfig(window=32, k=4, d_model=16, depth=1, heads=2, use_match=use_match)).eval()
+        with torch.no_grad():
+            for a, b in zip(model(grouped), model(batch), strict=True):
+                torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-5)

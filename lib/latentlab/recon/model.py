@@ -41,6 +41,37 @@ class ImputerConfig:
     use_match: bool = True  # read the per-site match extents (False: the seed's per-segment distance only)
 
 
+@dataclasses.dataclass(frozen=True)
+class WindowGroups:
+    """Which rows of a batch are haplotypes of the same window (identical ``pos`` and ``af`` rows).
+
+    ``first`` [U] one row per distinct window, ``inverse`` [B] each row's entry in ``first``.
+    What depends only on position and AF is then computed U times instead of B (at prediction
+    a 64-window batch holds one or two windows: U ≈ 1–2 against B = 128 haplotypes).
+    """
+
+    first: torch.Tensor
+    inverse: torch.Tensor
+
+    @classmethod
+    def of(cls, window_id: torch.Tensor) -> WindowGroups:
+        """Groups from each row's window id [B]."""
+        ids, inverse = torch.unique(window_id, return_inverse=True)
+        first = torch.full((len(ids),), len(window_id), dtype=torch.long, device=window_id.device)
+        first.scatter_reduce_(0, inverse, torch.arange(len(window_id), device=window_id.device), "amin")
+        return cls(first, inverse)
+
+    def twice(self) -> WindowGroups:
+        """The groups of the batch stacked on itself (hap_1 rows, then hap_2 rows)."""
+        return WindowGroups(self.first, torch.cat([self.inverse, self.inverse]))
+
+    def pick(self, *rows: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return tuple(r[self.first] for r in rows)
+
+    def spread(self, per_window: torch.Tensor) -> torch.Tensor:
+        return per_window[self.inverse]
+
+
 class EmbFusion(nn.Module):
     """Token embedding + position (site index and relative bp) + AF, as ``emb_fusion(h, pos, af)``."""
 
@@ -51,11 +82,18 @@ class EmbFusion(nn.Module):
         self.af = nn.Sequential(nn.Linear(2, cfg.d_model), nn.GELU(), nn.Linear(cfg.d_model, cfg.d_model))
         self.norm = nn.LayerNorm(cfg.d_model)
 
-    def forward(self, h: torch.Tensor, pos: torch.Tensor, af: torch.Tensor) -> torch.Tensor:
-        index = torch.arange(h.shape[-2], device=h.device)
+    def forward(self, h: torch.Tensor, pos: torch.Tensor, af: torch.Tensor,
+                groups: WindowGroups | None = None) -> torch.Tensor:
+        """``norm(h + site + pos + AF)``; with ``groups`` the last three once per distinct window (same values)."""
+        if groups is None:
+            return self.norm(h + self.extra(pos, af))
+        return self.norm(h + groups.spread(self.extra(*groups.pick(pos, af))))
+
+    def extra(self, pos: torch.Tensor, af: torch.Tensor) -> torch.Tensor:
+        """What position and allele frequency add to a token [B, L, D]: the same for every haplotype of a window."""
+        index = torch.arange(pos.shape[-1], device=pos.device)
         maf = torch.minimum(af, 1 - af)
-        extra = self.site(index) + self.pos(pos.unsqueeze(-1)) + self.af(torch.stack([af, maf], dim=-1))
-        return self.norm(h + extra)
+        return self.site(index) + self.pos(pos.unsqueeze(-1)) + self.af(torch.stack([af, maf], dim=-1))
 
 
 def match_features(match: torch.Tensor) -> torch.Tensor:
@@ -116,7 +154,8 @@ class RagFusion(nn.Module):
 
     def attend_factored(self, h: torch.Tensor, seg: SegmentEncoder, rag: torch.Tensor, pos: torch.Tensor,
                         af: torch.Tensor, dist: torch.Tensor, match: torch.Tensor | None,
-                        match_bias: nn.Linear | None, af_p: torch.Tensor) -> torch.Tensor:
+                        match_bias: nn.Linear | None, af_p: torch.Tensor,
+                        groups: WindowGroups | None = None) -> torch.Tensor:
         """``forward(h, seg(rag, pos, af, dist, match), af, af_p, match_bias(...))`` without the [B, k, L, D] tensors.
 
         A segment's embedding is linear in a handful of scalars per (segment, site): its allele,
@@ -127,7 +166,8 @@ class RagFusion(nn.Module):
         segment instead of D). The attention-weighted value is ``Wv·c + bv + Σ_j f̄_j · Wv u_j``
         with ``f̄`` the attention-weighted mean of the scalars. Same function and parameters as
         the plain path (``tests/test_recon_fastpaths.py``); the per-(segment, site) work drops
-        from ~10 passes over D = 32 floats to a few over J·heads.
+        from ~10 passes over D = 32 floats to a few over J·heads. The common part ``Wv·c`` depends
+        only on position and AF: with ``groups`` it is computed once per distinct window.
         """
         b, length, d = h.shape
         k, heads = rag.shape[1], self.heads
@@ -142,7 +182,8 @@ class RagFusion(nn.Module):
             base = base + seg.match.bias
         f = torch.stack(feats, dim=-1).transpose(1, 2)  # [B, L, k, J]
         u = torch.stack(dirs, dim=-1)  # [D, J]
-        shared = seg.fusion(torch.zeros(b, length, d, device=h.device, dtype=h.dtype), pos, af)  # [B, L, D]
+        w_pos, w_af = (pos, af) if groups is None else groups.pick(pos, af)
+        shared = seg.fusion(torch.zeros(*w_pos.shape, d, device=h.device, dtype=h.dtype), w_pos, w_af)  # [B or U, L, D]
         wk, wv = self.kv.weight[:d], self.kv.weight[d:]
         wku, wvu = (wk @ u).view(heads, dh, -1), (wv @ u).view(heads, dh, -1)  # [H, dh, J]
         q = self.q(h).view(b, length, heads, dh)
@@ -151,7 +192,8 @@ class RagFusion(nn.Module):
             g = g + torch.cat([torch.zeros(2, heads, device=h.device, dtype=h.dtype), match_bias.weight.T], dim=0)
         p = (f @ g).softmax(dim=2)  # [B, L, k, H]: one small matmul per site (measured faster than k last)
         fbar = p.transpose(-1, -2) @ f  # [B, L, H, J]
-        value = nn.functional.linear(shared + base, wv, self.kv.bias[d:]).view(b, length, heads, dh)
+        value = nn.functional.linear(shared + base, wv, self.kv.bias[d:])
+        value = (value if groups is None else groups.spread(value)).view(b, length, heads, dh)
         att = (value + torch.einsum("blhj,hej->blhe", fbar, wvu)).reshape(b, length, d)
         return self.finish(h, att, af, af_p)
 
@@ -206,15 +248,16 @@ class BertRagImputer(nn.Module):
         """The initial embedding (``hap_before``); also arm D's target when given the true alleles."""
         return self.embedding(tokens)
 
-    def encode(self, tokens, pos, af, rag, rag_dist, rag_match=None):
+    def encode(self, tokens, pos, af, rag, rag_dist, rag_match=None, groups: WindowGroups | None = None):
+        """(hap_before, hap_after); ``groups`` (optional) marks rows of one window, whose pos/AF work is shared."""
         before = self.embed_alleles(tokens)
-        h = self.transformer_blocks(self.emb_fusion(before, pos, af))
+        h = self.transformer_blocks(self.emb_fusion(before, pos, af, groups))
         use = self.cfg.use_match
         # match-weighted ALT share of the retrieved segments; without match extents the plain share, as the seed
         af_p = self.match_vote(rag, rag_match) if use else rag.float().mean(dim=1)
         if not self.plain_rag:
             return before, self.rag_fusion.attend_factored(h, self.segment_encoder, rag, pos, af, rag_dist,
-                                                           rag_match if use else None, self.match_bias, af_p)
+                                                           rag_match if use else None, self.match_bias, af_p, groups)
         rag_h = self.segment_encoder(rag, pos, af, rag_dist, rag_match if use else None)
         bias = self.match_bias(match_features(rag_match)) if use else None
         return before, self.rag_fusion(h, rag_h, af, af_p, bias)
@@ -241,8 +284,10 @@ class BertRagImputer(nn.Module):
         both = lambda a, b: torch.cat([a, b], dim=0)  # noqa: E731
         twice = lambda a: torch.cat([a, a], dim=0)  # noqa: E731
         match = both(x["rag_match_h1"], x["rag_match_h2"]) if self.cfg.use_match else None
+        groups = WindowGroups.of(x["window_id"]).twice() if "window_id" in x else None
         return self.encode(both(x["hap_1"], x["hap_2"]), twice(x["pos"]), twice(x["af"]),
-                           both(x["rag_seg_h1"], x["rag_seg_h2"]), both(x["rag_dist_h1"], x["rag_dist_h2"]), match)
+                           both(x["rag_seg_h1"], x["rag_seg_h2"]), both(x["rag_dist_h1"], x["rag_dist_h2"]), match,
+                           groups)
 
     def alt_probability(self, x: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """P(ALT) per site of hap_1 and hap_2 [B, L] — ``forward``'s first two outputs, without the genotype head."""
