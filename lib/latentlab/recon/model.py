@@ -284,10 +284,11 @@ class BertRagImputer(nn.Module):
         both = lambda a, b: torch.cat([a, b], dim=0)  # noqa: E731
         twice = lambda a: torch.cat([a, a], dim=0)  # noqa: E731
         match = both(x["rag_match_h1"], x["rag_match_h2"]) if self.cfg.use_match else None
-        groups = WindowGroups.of(x["window_id"]).twice() if "window_id" in x else None
+        # rows' window ids (prediction batches carry them): pos/AF work once per window
+        groups = {"groups": WindowGroups.of(x["window_id"]).twice()} if "window_id" in x else {}
         return self.encode(both(x["hap_1"], x["hap_2"]), twice(x["pos"]), twice(x["af"]),
                            both(x["rag_seg_h1"], x["rag_seg_h2"]), both(x["rag_dist_h1"], x["rag_dist_h2"]), match,
-                           groups)
+                           **groups)
 
     def alt_probability(self, x: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """P(ALT) per site of hap_1 and hap_2 [B, L] — ``forward``'s first two outputs, without the genotype head."""

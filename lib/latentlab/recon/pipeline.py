@@ -187,7 +187,7 @@ class WindowSet:
     """Model inputs for a set of haplotype pairs × windows (numpy; batches become tensors on demand)."""
 
     hap: np.ndarray  # [N, 2, L] int8 tokens (MASK at masked sites)
-    y: np.ndarray  # [N, 2, L] true alleles
+    y: np.ndarray  # [N, 2, L] int8 true alleles (batches widen both to int64)
     rag: np.ndarray  # [N, 2, k, L] retrieved alleles
     dist: np.ndarray  # [N, 2, k] retrieval distance of each segment (0 = best: full-flank match / Hamming 0)
     site: np.ndarray  # [N, L] panel site index
@@ -238,7 +238,10 @@ def build_windows(query: np.ndarray, panel: np.ndarray, observed: np.ndarray, po
     tokens[:, ~observed[sites]] = hp.MASK
     rag = panel[index[:, :, :, None], sites[None, :, None, :]]  # [2n, W, k, L]
     scale = np.float32(np.log1p(cap / 1000))
-    match = np.log1p(np.stack([left, right], axis=-1).astype(np.float32) / np.float32(1000)) / scale  # [2n, W, k, L, 2]
+    match = np.stack([left, right], axis=-1).astype(np.float32, copy=False)  # [2n, W, k, L, 2]
+    np.divide(match, np.float32(1000), out=match)  # in place: the same float32 steps as log1p(x / 1000) / scale
+    np.log1p(match, out=match)
+    np.divide(match, scale, out=match)
 
     def by_window(x: np.ndarray) -> np.ndarray:  # [2n, W, ...] → [W·n, 2, ...] (window-major, as before)
         x = x.reshape(n, 2, n_w, *x.shape[2:])
@@ -246,10 +249,10 @@ def build_windows(query: np.ndarray, panel: np.ndarray, observed: np.ndarray, po
 
     p = positions[sites].astype(np.float64)
     rel = (p - p[:, :1]) / np.maximum(p[:, -1:] - p[:, :1], 1)
-    return WindowSet(by_window(tokens).astype(np.int64), by_window(truth).astype(np.int64),
-                     by_window(rag).astype(np.int8), by_window(dist).astype(np.float32),
+    narrow = lambda x, dtype: by_window(x.astype(dtype, copy=False))  # noqa: E731 (cast first: reorder fewer bytes)
+    return WindowSet(narrow(tokens, np.int8), narrow(truth, np.int8), narrow(rag, np.int8), narrow(dist, np.float32),
                      np.repeat(sites, n, axis=0), np.tile(np.arange(n), n_w), rel.astype(np.float32),
-                     np.repeat(np.arange(n_w), n), by_window(match).astype(np.float16))
+                     np.repeat(np.arange(n_w), n), narrow(match, np.float16))
 
 
 def _hamming_retrieval(flat: np.ndarray, panel: np.ndarray, observed: np.ndarray, starts: np.ndarray,
@@ -280,8 +283,8 @@ def to_batch(ws: WindowSet, idx: np.ndarray | slice, af: np.ndarray) -> dict[str
     site = ws.site[idx]
     hap = ws.hap[idx]
     return {
-        "hap_1": t(hap[:, 0]), "hap_2": t(hap[:, 1]), "y1": t(ws.y[idx, 0]), "y2": t(ws.y[idx, 1]),
-        "mask": t(hap[:, 0] == hp.MASK), "pos": t(ws.pos[ws.window_id[idx]]),
+        "hap_1": t(hap[:, 0]).long(), "hap_2": t(hap[:, 1]).long(), "y1": t(ws.y[idx, 0]).long(),
+        "y2": t(ws.y[idx, 1]).long(), "mask": t(hap[:, 0] == hp.MASK), "pos": t(ws.pos[ws.window_id[idx]]),
         "af": t(af[site].astype(np.float32)),
         "rag_seg_h1": t(ws.rag[idx, 0]), "rag_seg_h2": t(ws.rag[idx, 1]),  # int8: the model reads them as numbers
         "rag_dist_h1": t(ws.dist[idx, 0]), "rag_dist_h2": t(ws.dist[idx, 1]),
