@@ -114,7 +114,7 @@ def _reference_retrieval(query, panel, observed, positions, starts, window, k, f
     return top, np.stack([e[0] for e in ext], axis=1), np.stack([e[1] for e in ext], axis=1)
 
 
-@pytest.mark.parametrize("typed_share", [0.03, 0.3])
+@pytest.mark.parametrize("typed_share", [0.03, 0.3, 0.8])  # 0.8: > 255 markers, int16 tables
 def test_fast_retrieval_equals_the_direct_stable_sort_with_many_ties(typed_share):
     """Top-k by packed integer keys + vectorised extents = the direct version, ties broken by panel order alike."""
     rng = np.random.default_rng(5)
