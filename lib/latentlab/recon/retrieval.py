@@ -65,8 +65,10 @@ def _mismatch_runs(query: np.ndarray, panel: np.ndarray) -> tuple[np.ndarray, np
     last1 = np.zeros(shape, dt)
     np.maximum.accumulate(hit * idx1, axis=2, out=last1[:, :, 1:])  # index where mismatching, else 0
     nxt1 = np.full(shape, n_markers + 1, dt)
-    beyond = dt(n_markers + 1) - hit * (dt(n_markers + 1) - idx1)  # index where mismatching, else M + 1
-    nxt1[:, :, :n_markers] = np.minimum.accumulate(beyond[:, :, ::-1], axis=2)[:, :, ::-1]
+    # index where mismatching, else M + 1, built right to left: the running min then reads contiguous memory
+    # (on a reversed view it is 2x slower)
+    beyond_rev = dt(n_markers + 1) - hit[:, :, ::-1] * (dt(n_markers + 1) - idx1[::-1])
+    nxt1[:, :, :n_markers] = np.minimum.accumulate(beyond_rev, axis=2)[:, :, ::-1]
     return last1, nxt1, mism
 
 
@@ -142,10 +144,9 @@ def _top_k(length: np.ndarray, hamming: np.ndarray, k: int, exclude: np.ndarray 
     flank are whole bp; any other length falls back to the stable full sort.
     """
     n_q, n_panel, n_w = length.shape
-    halves = length * 2
+    halves = length.transpose(0, 2, 1) * 2  # [q, W, N]: the partition then runs along contiguous rows
     if exclude is not None:
-        halves = halves.copy()
-        np.put_along_axis(halves, exclude[:, :, None].repeat(n_w, axis=2), -1.0, axis=1)  # below any real length
+        np.put_along_axis(halves, exclude[:, None, :].repeat(n_w, axis=1), -1.0, axis=2)  # below any real length
     top_half = float(halves.max()) + 1
     exact = np.array_equal(halves, np.round(halves)) and top_half * (hamming.max() + 1.0) * n_panel < 2 ** 62
     if not exact:
@@ -153,9 +154,11 @@ def _top_k(length: np.ndarray, hamming: np.ndarray, k: int, exclude: np.ndarray 
         if exclude is not None:
             np.put_along_axis(key, exclude[:, :, None].repeat(n_w, axis=2), -np.inf, axis=1)
         return np.argsort(-key, axis=1, kind="stable")[:, :k, :].transpose(0, 2, 1)
-    rank = ((top_half - halves).astype(np.int64) * (int(hamming.max()) + 1) + hamming) * n_panel
-    rank += np.arange(n_panel, dtype=np.int64)[None, :, None]  # [q, N, W], distinct; smaller = better
-    rank = rank.transpose(0, 2, 1)  # [q, W, N]
+    rank = (top_half - halves).astype(np.int64)  # in place from here: one [q, W, N] int64 table
+    rank *= int(hamming.max()) + 1
+    rank += hamming.transpose(0, 2, 1)
+    rank *= n_panel
+    rank += np.arange(n_panel, dtype=np.int64)  # distinct; smaller = better
     part = np.argpartition(rank, k - 1, axis=2)[:, :, :k] if k < n_panel else np.broadcast_to(
         np.arange(n_panel), rank.shape).copy()
     order = np.argsort(np.take_along_axis(rank, part, axis=2), axis=2)
