@@ -103,3 +103,26 @@ def test_window_groups_compute_pos_and_af_once_per_window_with_the_same_outputs(
         with torch.no_grad():
             for a, b in zip(model(grouped), model(batch), strict=True):
                 torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-5)
+
+
+def test_distinct_token_rows_are_encoded_once_with_the_same_outputs():
+    rng = np.random.default_rng(8)
+    n_sites = 150
+    panel = rng.integers(0, 2, (40, n_sites))
+    query = panel.reshape(20, 2, n_sites)[rng.integers(0, 3, 6)]  # 6 individuals, 3 distinct: repeated token rows
+    observed = rng.random(n_sites) < 0.05
+    ws = recon.build_windows(query, panel, observed, np.arange(n_sites) * 100 + 1, 32, 4)
+    batch = recon.to_batch(ws, np.arange(len(ws)), rng.random(n_sites))
+    grouped = dict(batch, window_id=torch.from_numpy(ws.window_id))
+    groups = WindowGroups.of(grouped["window_id"]).twice()
+    tokens = torch.cat([batch["hap_1"], batch["hap_2"]])
+    distinct = WindowGroups.of_rows(torch.cat([groups.inverse.unsqueeze(1), tokens], dim=1))
+    assert len(distinct.first) < len(tokens)  # the shortcut is exercised
+    assert torch.equal(tokens[distinct.first][distinct.inverse], tokens)
+    torch.manual_seed(9)
+    model = BertRagImputer(ImputerConfig(window=32, k=4, d_model=16, depth=2, heads=2)).eval()
+    with torch.no_grad():
+        for a, b in zip(model(grouped), model(batch), strict=True):
+            torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-5)
+        model.train()  # training never takes the shortcut (dropout, gradients per row)
+        torch.testing.assert_close(model(grouped)[5], model(batch)[5])

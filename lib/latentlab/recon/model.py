@@ -56,9 +56,17 @@ class WindowGroups:
     @classmethod
     def of(cls, window_id: torch.Tensor) -> WindowGroups:
         """Groups from each row's window id [B]."""
-        ids, inverse = torch.unique(window_id, return_inverse=True)
-        first = torch.full((len(ids),), len(window_id), dtype=torch.long, device=window_id.device)
-        first.scatter_reduce_(0, inverse, torch.arange(len(window_id), device=window_id.device), "amin")
+        return cls._from_unique(*torch.unique(window_id, return_inverse=True), len(window_id))
+
+    @classmethod
+    def of_rows(cls, key: torch.Tensor) -> WindowGroups:
+        """Groups of identical rows of ``key`` [B, C]."""
+        return cls._from_unique(*torch.unique(key, dim=0, return_inverse=True), len(key))
+
+    @classmethod
+    def _from_unique(cls, ids: torch.Tensor, inverse: torch.Tensor, n_rows: int) -> WindowGroups:
+        first = torch.full((len(ids),), n_rows, dtype=torch.long, device=inverse.device)
+        first.scatter_reduce_(0, inverse, torch.arange(n_rows, device=inverse.device), "amin")
         return cls(first, inverse)
 
     def twice(self) -> WindowGroups:
@@ -249,9 +257,18 @@ class BertRagImputer(nn.Module):
         return self.embedding(tokens)
 
     def encode(self, tokens, pos, af, rag, rag_dist, rag_match=None, groups: WindowGroups | None = None):
-        """(hap_before, hap_after); ``groups`` (optional) marks rows of one window, whose pos/AF work is shared."""
-        before = self.embed_alleles(tokens)
-        h = self.transformer_blocks(self.emb_fusion(before, pos, af, groups))
+        """(hap_before, hap_after); ``groups`` (optional) marks rows of one window, whose pos/AF work is shared.
+
+        With ``groups`` outside training, the transformer runs once per *distinct* (window, tokens)
+        row: a target's tokens in a window are its alleles at the few typed sites (MASK elsewhere),
+        so haplotypes carrying the same typed alleles have the same input and the same encoding
+        (on the hard panel ~1.6 typed sites per 64-site window: ≤ 4 distinct rows per window).
+        """
+        if groups is not None and not self.training:
+            before, h = self._encode_distinct(tokens, pos, af, groups)
+        else:
+            before = self.embed_alleles(tokens)
+            h = self.transformer_blocks(self.emb_fusion(before, pos, af, groups))
         use = self.cfg.use_match
         # match-weighted ALT share of the retrieved segments; without match extents the plain share, as the seed
         af_p = self.match_vote(rag, rag_match) if use else rag.float().mean(dim=1)
@@ -261,6 +278,16 @@ class BertRagImputer(nn.Module):
         rag_h = self.segment_encoder(rag, pos, af, rag_dist, rag_match if use else None)
         bias = self.match_bias(match_features(rag_match)) if use else None
         return before, self.rag_fusion(h, rag_h, af, af_p, bias)
+
+    def _encode_distinct(self, tokens: torch.Tensor, pos: torch.Tensor, af: torch.Tensor,
+                         groups: WindowGroups) -> tuple[torch.Tensor, torch.Tensor]:
+        """(hap_before, transformer output) [B, L, D] computed on the distinct (window, tokens) rows and spread back."""
+        key = torch.cat([groups.inverse.unsqueeze(1), tokens], dim=1)  # same window and same tokens = same input
+        distinct = WindowGroups.of_rows(key)
+        rows = distinct.first
+        before = self.embed_alleles(tokens[rows])
+        h = self.transformer_blocks(self.emb_fusion(before, pos[rows], af[rows]))
+        return distinct.spread(before), distinct.spread(h)
 
     def forward(self, x: dict[str, torch.Tensor]) -> list[torch.Tensor]:
         """Both haplotypes go through ``encode`` as one batch of 2·B (same weights, same math as two calls).
