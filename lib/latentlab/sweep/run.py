@@ -53,8 +53,7 @@ def execute_point(notebook: str, parameters: dict[str, Any], out_dir: str, threa
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     # every thread pool the kernel may start (torch's OpenMP, MKL, numpy/scipy's OpenBLAS, numba), as runall sets
-    # them: with OpenBLAS left at the core count a point alone borrowed the other core, and two points side by
-    # side oversubscribed both
+    # them: numba's was left at the core count (OpenBLAS already follows OMP_NUM_THREADS)
     os.environ.update({name: str(threads) for name in THREAD_VARIABLES})
     status: dict[str, Any] = {"point": out.name, "dir": str(out)}
     try:
