@@ -29,43 +29,68 @@ from memory import PeakSampler  # benchmarks/memory.py (this directory is on sys
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def whole_study(preset: str, overrides: dict) -> dict:
-    """Execute notebooks/01_h2.ipynb with papermill; the kernel is our child process."""
+def whole_study(preset: str, overrides: dict, root: Path = ROOT) -> dict:
+    """Execute notebooks/01_h2.ipynb with papermill; the kernel is our child process.
+
+    Besides wall time and the kernel's peak RSS it reports the kernel's CPU seconds (user + system,
+    which a shared machine's load inflates far less than wall time) and the slowest cells.
+    """
+    import nbformat
     import papermill
 
     with tempfile.TemporaryDirectory() as tmp:
         started = time.perf_counter()
         papermill.execute_notebook(
-            str(ROOT / "notebooks/01_h2.ipynb"), str(Path(tmp) / "out.ipynb"),
+            str(root / "notebooks/01_h2.ipynb"), str(Path(tmp) / "out.ipynb"),
             parameters={"preset": preset, "output_dir": str(Path(tmp) / "run"), "progress": False, **overrides},
-            kernel_name="python3", progress_bar=False, cwd=str(ROOT),
+            kernel_name="python3", progress_bar=False, cwd=str(root),
         )
         seconds = time.perf_counter() - started
-    peak_gb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 2**20
-    return {"seconds": seconds, "peak_rss_gb": peak_gb}
+        executed = nbformat.read(Path(tmp) / "out.ipynb", as_version=4)
+        metrics = json.loads((Path(tmp) / "run" / "metrics.json").read_text())
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cells = sorted(((c.metadata.get("papermill", {}).get("duration") or 0.0, _first_code_line(c.source))
+                    for c in executed.cells if c.cell_type == "code"), reverse=True)
+    return {"seconds": seconds, "kernel_cpu_s": children.ru_utime + children.ru_stime,
+            "peak_rss_gb": children.ru_maxrss / 2**20, "slowest_cells": [[round(d, 1), line] for d, line in cells[:6]],
+            "leakage_auc": metrics.get("leakage_auc", {})}
+
+
+def _first_code_line(source: str) -> str:
+    lines = [line for line in source.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+    return lines[0][:70] if lines else ""
 
 
 def whole_study_with(lib: str, preset: str) -> dict:
-    """``whole_study`` in a fresh process whose kernel imports latentlab from ``lib`` (peak RSS is its own)."""
+    """``whole_study`` in a fresh process with another checkout's library *and* notebook (``lib``'s parent);
+    peak RSS and CPU are that process's kernel's own."""
     env = {**os.environ, "PYTHONPATH": lib}
-    done = subprocess.run([sys.executable, __file__, "--whole-study", preset], capture_output=True, text=True,
-                          check=True, env=env)
+    done = subprocess.run([sys.executable, __file__, "--whole-study", preset, "--root", str(Path(lib).resolve().parent)],
+                          capture_output=True, text=True, check=True, env=env)
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def compare(against: str, preset: str, repeats: int) -> None:
+    """Alternate this checkout and ``against``; print wall, kernel CPU, peak RSS and their ratios, the
+    slowest cells, and how far the held-out leakage AUCs of the two differ."""
     ours = str(ROOT / "lib")
     rows = []
     for r in range(repeats):
         order = [("this checkout", ours), ("against", against)]
         for label, lib in order if r % 2 == 0 else order[::-1]:
-            rows.append({"lib": label, "repeat": r, **whole_study_with(lib, preset)})
+            rows.append({"lib": label, "repeat": r, "load_1min": os.getloadavg()[0], **whole_study_with(lib, preset)})
     table = pd.DataFrame(rows)
     print(f"\nWhole study at {preset}: this checkout vs {against} (alternating, {repeats} repeat(s))")
-    print(table.round(2).to_string(index=False))
-    med = table.groupby("lib")[["seconds", "peak_rss_gb"]].median()
-    print(f"time ratio new/old = {med.loc['this checkout', 'seconds'] / med.loc['against', 'seconds']:.3f}, "
-          f"peak memory ratio = {med.loc['this checkout', 'peak_rss_gb'] / med.loc['against', 'peak_rss_gb']:.3f}")
+    print(table[["lib", "repeat", "load_1min", "seconds", "kernel_cpu_s", "peak_rss_gb"]].round(2).to_string(index=False))
+    for row in rows:
+        print(f"slowest cells, {row['lib']} repeat {row['repeat']}: {row['slowest_cells']}")
+    med = table.groupby("lib")[["seconds", "kernel_cpu_s", "peak_rss_gb"]].median()
+    new, old = med.loc["this checkout"], med.loc["against"]
+    print(f"ratios new/old: wall {new.seconds / old.seconds:.3f}, kernel CPU {new.kernel_cpu_s / old.kernel_cpu_s:.3f}, "
+          f"peak memory {new.peak_rss_gb / old.peak_rss_gb:.3f}")
+    aucs = pd.DataFrame({f"{r['lib']} {r['repeat']}": r["leakage_auc"] for r in rows})
+    print("held-out leakage AUC per method (linear probe):")
+    print(aucs.round(3).to_string())
 
 
 def ae_epoch(n_cells: int, n_genes: int, batch_size: int = 64) -> dict:
@@ -98,6 +123,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="small sizes, to check the script runs")
     parser.add_argument("--ae-epoch", nargs=2, type=int, metavar=("CELLS", "GENES"), help=argparse.SUPPRESS)
     parser.add_argument("--whole-study", metavar="PRESET", help=argparse.SUPPRESS)
+    parser.add_argument("--root", type=Path, default=ROOT, help=argparse.SUPPRESS)
     parser.add_argument("--against", metavar="LIB", help="another checkout's lib/ to time the whole study against")
     parser.add_argument("--preset", default="full", help="preset for --against (default full)")
     parser.add_argument("--repeats", type=int, default=1, help="alternating repeats for --against")
@@ -107,7 +133,7 @@ def main() -> None:
         print(json.dumps(ae_epoch(*args.ae_epoch)))
         return
     if args.whole_study:
-        print(json.dumps(whole_study(args.whole_study, {})))
+        print(json.dumps(whole_study(args.whole_study, {}, args.root)))
         return
     if args.against:
         compare(args.against, args.preset, args.repeats)

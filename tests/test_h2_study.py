@@ -236,3 +236,23 @@ def test_parallel_mitigations_equal_a_single_thread_serial_run(tmp_path, monkeyp
         np.testing.assert_array_equal(serial[1][label], parallel[1][label])
     h2.pd.testing.assert_frame_equal(serial[0].drop(columns="seconds"), parallel[0].drop(columns="seconds"))
     h2.pd.testing.assert_frame_equal(serial[2].drop(columns="seconds"), parallel[2].drop(columns="seconds"))
+
+
+def test_plain_ae_trains_on_one_thread_whatever_the_kernels_count(tmp_path):
+    """In a 2-thread kernel the plain AE trains on one torch thread: the same numbers, bit for bit, as a
+    1-thread kernel's, and the kernel's thread count is back afterwards."""
+    import torch
+
+    params = small_params(tmp_path, device="cpu", n_cells=600, n_genes=1000, epochs=2)  # 2 threads differ here
+    adata = h2.preprocess(h2.load(params), params)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        z_one, history_one = h2.ae_embedding(adata, params)
+        torch.set_num_threads(2)
+        z_two, history_two = h2.ae_embedding(adata, params)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(threads)
+    np.testing.assert_array_equal(z_one, z_two)
+    h2.pd.testing.assert_frame_equal(history_one.drop(columns="seconds"), history_two.drop(columns="seconds"))

@@ -42,3 +42,24 @@ def test_per_cell_scores_average_over_cell_lines_and_skip_one_class_lines():
     want_ap = np.mean([average_precision_score(y[cell == c], p[cell == c]) for c in (0, 1)])
     assert got["auroc"] == pytest.approx(want_roc, abs=1e-12)
     assert got["aupr"] == pytest.approx(want_ap, abs=1e-12)
+
+
+def test_gate_recovery_equals_sklearns_roc_auc_per_cell_line():
+    """gate_recovery scores with the numpy AUROC; the per-cell-line numbers must be sklearn's."""
+    from latentlab.sfmn.pipeline import gate_recovery
+
+    rng = np.random.default_rng(3)
+    truth = (rng.random((12, 12)) < 0.3).astype(float)
+    truth[0] = 1.0  # one class: no AUROC
+    truth[1, :4] = np.nan  # unknown motifs are left out
+    g = rng.random((12, 24)).astype(np.float32)
+    g[2] = np.round(g[2], 1)  # tied gates
+    got = gate_recovery(g, truth)
+    score = (g[:, :12] + g[:, 12:]) / 2
+    for c in range(12):
+        known = np.isfinite(truth[c])
+        t = truth[c][known]
+        if 0 < t.sum() < len(t):
+            assert got[c] == pytest.approx(roc_auc_score(t, score[c][known]), abs=1e-12)
+        else:
+            assert np.isnan(got[c])

@@ -76,7 +76,8 @@ def run_study(notebook: str, study: str, *, preset: str, runs: Path, notebooks: 
         pm.execute_notebook(notebooks / f"{notebook}.ipynb", out_dir / f"{notebook}.ipynb",
                             parameters={"preset": preset, "output_dir": str(out_dir)},
                             kernel_name="python3", cwd=str(cwd), progress_bar=sys.stderr.isatty(),
-                            log_output=False, kernel_manager_class=EncryptedKernelManager)
+                            log_output=False, kernel_manager_class=EncryptedKernelManager,
+                            shutdown_kernel="immediate")  # outputs are written; skip the kernel's 1-3 s teardown
     except Exception as exc:  # noqa: BLE001 — a study's failure is recorded; the next study still runs
         error, cell = _failure(exc)
     status = StudyRun(study=study, notebook=notebook, preset=preset, ok=not error,

@@ -641,6 +641,25 @@ def fit(
     return FitResult(frame, best_epoch, best_score, stopped_early, resumed_from)
 
 
+def weighted_sum(terms: Mapping[str, torch.Tensor], used: Mapping[str, float]) -> torch.Tensor | float:
+    """Σ w·term over the terms with w ≠ 0, in the terms' order; 0.0 when every weight is 0.
+
+    The same numbers as ``sum(w * t ...)``, with fewer ops on small models: a weight of exactly 1 is
+    not multiplied (1·t = t exactly) and the sum starts at the first term, not at 0 (0 + t = t), so
+    the forward value and every gradient are bit for bit those of the plain sum (tested).
+    """
+    total: torch.Tensor | float = 0.0
+    first = True
+    for name, term in terms.items():
+        weight = used[name]
+        if weight == 0:
+            continue
+        part = term if weight == 1 else weight * term
+        total = part if first else total + part
+        first = False
+    return total
+
+
 def _train_epoch(model, batches, opt, weights, epoch, epochs, global_step, grad_clip, clip_mode):
     sums: dict[str, float] = {}
     n_steps = 0
@@ -654,7 +673,7 @@ def _train_epoch(model, batches, opt, weights, epoch, epochs, global_step, grad_
                 raise DivergenceError(
                     f"loss term {name!r} became {value} at epoch {epoch}, step {global_step}"
                 )
-        total = sum(used[k] * terms[k] for k in terms if used[k] != 0)
+        total = weighted_sum(terms, used)
         opt.zero_grad(set_to_none=True)
         if isinstance(total, torch.Tensor) and total.requires_grad:
             total.backward()

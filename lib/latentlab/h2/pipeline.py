@@ -8,10 +8,12 @@ Step functions, in the order the notebook calls them:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import time
 import warnings
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -245,7 +247,30 @@ def ae_embedding(
     ``hidden_labels`` (the evaluation split's test cells), so the held-out
     sample is never told to the model.
     """
-    return _fit_ae(params, *_build_ae(adata, params, method, weight, hidden_labels))
+    with one_torch_thread(params.device):
+        return _fit_ae(params, *_build_ae(adata, params, method, weight, hidden_labels))
+
+
+@contextlib.contextmanager
+def one_torch_thread(device: str) -> Iterator[None]:
+    """Train (and embed) on one torch thread when training on the CPU; the kernel's count is restored after.
+
+    Whenever anything else runs on the machine, two OpenMP threads wait for each other at every
+    barrier of a batch-64 step: measured 2026-12-03 (load 1.5-2.6 on the 2 cores), one step of the
+    2,000-gene AE took 9.5-9.7 ms on one thread and 173-183 ms on two. On an idle machine the plain AE
+    loses the second thread's (unmeasured) share; the mitigations still use every thread, one model each.
+    It also makes the plain AE's numbers independent of the kernel's thread count, as the mitigations'
+    already are (``make run``'s kernels have one thread, so there nothing changes).
+    """
+    if train.resolve_device(device).type != "cpu":
+        yield
+        return
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 def _build_ae(adata: ad.AnnData, params: H2Params, method: str, weight: float, hidden_labels: np.ndarray | None):
