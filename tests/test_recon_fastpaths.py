@@ -125,4 +125,11 @@ def test_distinct_token_rows_are_encoded_once_with_the_same_outputs():
         for a, b in zip(model(grouped), model(batch), strict=True):
             torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-5)
         model.train()  # training never takes the shortcut (dropout, gradients per row)
+        shortcut_calls = []
+        original = model._encode_distinct
+        model._encode_distinct = lambda *a, **kw: shortcut_calls.append(1) or original(*a, **kw)
         torch.testing.assert_close(model(grouped)[5], model(batch)[5])
+        assert not shortcut_calls  # equal outputs alone cannot tell: the shortcut computes the same function
+        model.eval()
+        model(grouped)
+        assert shortcut_calls  # and the spy does see it where it is taken

@@ -258,7 +258,8 @@ def one_torch_thread(device: str) -> Iterator[None]:
     Whenever anything else runs on the machine, two OpenMP threads wait for each other at every
     barrier of a batch-64 step: measured 2026-12-03 (load 1.5-2.6 on the 2 cores), one step of the
     2,000-gene AE took 9.5-9.7 ms on one thread and 173-183 ms on two. On an idle machine the plain AE
-    loses the second thread's (unmeasured) share; the mitigations still use every thread, one model each.
+    loses the second thread's share (measured idle: its fit ~1.6x slower wall, ~3-4 s of a `full` run);
+    the mitigations still use every thread, one model each.
     It also makes the plain AE's numbers independent of the kernel's thread count, as the mitigations'
     already are (``make run``'s kernels have one thread, so there nothing changes).
     """
