@@ -224,3 +224,30 @@ def test_early_stopping_ignores_warm_up_epochs():
                        validate=lambda m: {"val_score": next(scores)},
                        early_stopping=train.EarlyStopping("val_score", patience=2, min_epoch=1))
     assert result.best_epoch == 2 and result.best_score == 0.6 and len(result.history) == 5
+
+
+class _RecordsFlushing(Regression):
+    """Notes, at every step, whether subnormal floats are flushed on the training thread."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.flushing: list[bool] = []
+
+    def loss_terms(self, batch):
+        self.flushing.append(train._flushing_denormals())
+        return super().loss_terms(batch)
+
+
+@pytest.mark.parametrize("before", [False, True])
+def test_training_flushes_subnormals_and_restores_the_threads_mode(before):
+    # Adam's decaying moments of never-updated weights fall into the subnormal range, ~100x slower on x86
+    model = _RecordsFlushing()
+    torch.set_flush_denormal(before)
+    try:
+        train.fit(model, data(), weights={"mse": 1.0, "l2": 0.1}, epochs=2, progress=False, device="cpu")
+        after = train._flushing_denormals()
+    finally:
+        torch.set_flush_denormal(False)
+    steps = 2 * len(data())  # the calls before these are the contract check's, outside training
+    assert len(model.flushing) > steps and all(model.flushing[-steps:])
+    assert after is before
