@@ -651,7 +651,7 @@ def denormals_flushed(device: torch.device):
     expresses, dead ReLU units) decays by 0.9 a step into the subnormal range, where x86 arithmetic
     is ~100x slower: measured 2026-12-03 on Study 1's MMD autoencoder at `full` (one thread, idle),
     the fused Adam step went from 1.8 ms a step over 6 epochs to 7.4 ms over 30, and the whole fit
-    from 18.5 s to 13.3 s CPU with flushing. Values below 1.2e-38 become 0, which moves no result
+    from 18.5 s to 12.5-13.3 s CPU with flushing (two runs). Values below 1.2e-38 become 0, which moves no result
     beyond float round-off. The flag is the calling thread's (x86 MXCSR), so each trainer thread sets
     its own; intra-op OpenMP threads keep theirs.
     """
