@@ -50,7 +50,8 @@ def accuracy(name: str, paths: dict[str, Path], params: recon.ReconParams, arm: 
     run = recon.train_arm(prep, params, arm, gamma, params.seed)
     torch.set_num_threads(1)
     beagle = recon.run_beagle(paths, prep, paths["panel"].parent / "beagle", threads=1)
-    table = recon.ablation_table([run], beagle, recon.retrieval_vote(prep), recon.retrieval_vote(prep, weighted=True))
+    table = recon.ablation_table([run], beagle, recon.retrieval_vote(prep), recon.retrieval_vote(prep, weighted=True),
+                                 recon.copying_vote(prep))
     gap = recon.beagle_gap(recon.summary_table(table))
     rows = [{"panel": name, "row": r["arm"] if pd.isna(r["gamma"]) else f"arm {r['arm']} γ={r['gamma']:g}",
              **{c: r[c] for c in ("f1_overall", "f1_common", "f1_rare", "r2_site_mean")}} for _, r in table.iterrows()]

@@ -12,7 +12,9 @@
 # A transformer imputes masked alleles on both haplotypes of an individual, helped by reference-panel haplotypes
 # retrieved for each window (RAG): the k panel haplotypes with the longest exact match to the individual's typed
 # markers around the window (the quantity positional BWT reports), each with how far that match reaches left and
-# right of every site. As found, its loss adds a **reconstruction** term
+# right of every site. It also reads, at every site, P(ALT) from a Li–Stephens copying model of the haplotype
+# over the whole panel (the model behind Beagle and IMPUTE; `lshmm`), as an input and as a residual on its
+# allele logit. As found, its loss adds a **reconstruction** term
 #
 # `recon_k = MSE(hap_k_before[mask], hap_k_after[mask])`
 #
@@ -42,7 +44,9 @@
 # `data` may name a directory with `panel.vcf`, `targets.vcf` (array sites only) and `truth.vcf`.
 # `retrieval` is `"match"` (longest exact match on typed markers within `flank_bp` of the window) or `"hamming"`
 # (the seed's rule: Hamming on the window's own typed sites); `use_match = False` gives the seed's model, which
-# reads one distance per retrieved segment instead of per-site match extents. List parameters (`arms`, `gammas`,
+# reads one distance per retrieved segment instead of per-site match extents; `use_copying = False` removes the
+# Li–Stephens copying posterior from the network's inputs (`copying_ne`: its effective population size, Beagle's
+# default 100,000). List parameters (`arms`, `gammas`,
 # `gamma_arms`) can be given to papermill as JSON text (`-p arms '["C"]'`) or as YAML (`-y "arms: [C]"`).
 
 # %% tags=["parameters"]
@@ -59,6 +63,8 @@ k = None
 retrieval = None  # "match" (longest match on typed markers in the flank) or "hamming" (the seed's)
 flank_bp = None
 use_match = None
+use_copying = None  # the network reads the Li–Stephens copying model's P(ALT) per site
+copying_ne = None
 d_model = None
 depth = None
 epochs = None
@@ -138,7 +144,8 @@ beagle_run = recon.run_beagle(paths, prep, params.output_path / "beagle") if par
     "available": False, "reason": "beagle switched off (beagle=False)"}  # not `beagle`: a parameter
 print("Beagle:", f"ran in {beagle_run['seconds']:.1f} s" if beagle_run["available"] else beagle_run["reason"])
 vote, wvote = recon.retrieval_vote(prep), recon.retrieval_vote(prep, weighted=True)
-table = recon.ablation_table(runs, beagle_run, vote, wvote)
+copying_alone = recon.copying_vote(prep)
+table = recon.ablation_table(runs, beagle_run, vote, wvote, copying_alone)
 summary = recon.summary_table(table)
 print(f"{len(runs)} runs:", ", ".join(f"{r.arm}/γ{r.gamma:g}/s{r.seed}" for r in runs))
 
@@ -147,7 +154,9 @@ print(f"{len(runs)} runs:", ", ".join(f"{r.arm}/γ{r.gamma:g}/s{r.seed}" for r i
 #
 # `RAG k-vote (no model)` is the retrieval alone — P(ALT) = share of the k retrieved panel haplotypes carrying
 # ALT — i.e. what the network is handed before any loss acts; `RAG match-weighted vote` weights each retrieved
-# haplotype by how far its match reaches at that site (a hand-made rule the network could learn). ALT-allele F1
+# haplotype by how far its match reaches at that site (a hand-made rule the network could learn);
+# `Li–Stephens copying model (no network)` scores the copying posterior the network reads, so the arms' rows show
+# what the network adds to it (or loses). ALT-allele F1
 # counts ALT alleles per genotype (phase-free, so Beagle's rephasing costs it nothing); rare = panel MAF < 0.05.
 # Dosage r² is shown two ways: pooled over (site, individual) within a MAF bin, and `r2_site_mean`, the mean over
 # sites of each site's r² across the targets (how Beagle users read r²). Concordance is genotype-level, which

@@ -133,7 +133,7 @@ def test_contract_accepts_every_arm_and_logs_recon_in_c():
 class NoRag(BertRagImputer):
     """A broken imputer whose RAG fusion is skipped: the designed path is not on the forward path."""
 
-    def encode(self, tokens, pos, af, rag, rag_dist, rag_match=None):
+    def encode(self, tokens, pos, af, rag, rag_dist, rag_match=None, copying=None):
         before = self.embed_alleles(tokens)
         return before, self.transformer_blocks(self.emb_fusion(before, pos, af))
 
@@ -147,7 +147,7 @@ def test_contract_rejects_model_without_rag_path():
 class IgnoresMatch(BertRagImputer):
     """A control imputer that is handed match extents but never reads them."""
 
-    def encode(self, tokens, pos, af, rag, rag_dist, rag_match=None):
+    def encode(self, tokens, pos, af, rag, rag_dist, rag_match=None, copying=None):
         return super().encode(tokens, pos, af, rag, rag_dist, torch.zeros_like(rag_match).detach())
 
 

@@ -152,8 +152,12 @@ class ReconObjective(nn.Module):
         return self.terms_and_outputs(batch)[0]
 
     def term_targets(self, name: str) -> dict[str, list[nn.Parameter]]:
-        """Every active term must reach the transformer and the RAG path (the designed forward path)."""
-        return self.model.parameter_groups()
+        """Every active term must reach the transformer and the RAG path (the designed forward path); the
+        allele terms also the copying model's residual on their logits, when the imputer reads it."""
+        groups = self.model.parameter_groups()
+        if name in ("hap1", "hap2") and getattr(self.model.cfg, "use_copying", False):
+            groups["copying residual"] = [self.model.copying_skip]
+        return groups
 
     def check_design(self, batch: dict) -> None:
         from latentlab.train import ContractError

@@ -39,6 +39,7 @@ class ImputerConfig:
     ff_mult: int = 2
     dropout: float = 0.0
     use_match: bool = True  # read the per-site match extents (False: the seed's per-segment distance only)
+    use_copying: bool = False  # read the Li–Stephens copying posterior P(ALT) per site (``recon.copying``)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -107,6 +108,16 @@ class EmbFusion(nn.Module):
 def match_features(match: torch.Tensor) -> torch.Tensor:
     """[..., 2] left/right extents → [..., 3]: left, right and the shorter side (what limits the match)."""
     return torch.cat([match, match.min(dim=-1, keepdim=True).values], dim=-1)
+
+
+def copying_logit(p: torch.Tensor) -> torch.Tensor:
+    """log(p / (1 − p)) of the copying posterior, bounded at ±9.2 (p within 1e-4 of 0 or 1)."""
+    return torch.logit(p.float(), eps=1e-4)
+
+
+def copying_features(p: torch.Tensor) -> torch.Tensor:
+    """[..., L] copying P(ALT) → [..., L, 2]: the probability and its logit scaled to about ±1."""
+    return torch.stack([p.float(), copying_logit(p) / 9.2], dim=-1)
 
 
 class MatchVote(nn.Module):
@@ -247,6 +258,16 @@ class BertRagImputer(nn.Module):
         self.match_bias = nn.Linear(3, cfg.heads) if cfg.use_match else None
         self.match_vote = MatchVote(cfg) if cfg.use_match else None
         self.hap_head = nn.Linear(cfg.d_model, 2)
+        if cfg.use_copying:  # the copying model's P(ALT): an input to every site, and a residual on the allele logit
+            self.copying_in = nn.Linear(2, cfg.d_model)
+            self.copying_skip = nn.Parameter(torch.ones(()))
+            # a near-silent allele head: the untrained imputer predicts what the copying model does, and training
+            # moves it only where retrieval and context give it a reason (a default head starts from noise added to
+            # a near-Beagle-quality input). Not exactly zero: then no term would reach the transformer on the first
+            # step, and train.fit's contract rightly refuses such a model.
+            with torch.no_grad():
+                self.hap_head.weight.mul_(0.01)
+                self.hap_head.bias.zero_()
         self.gt_head = nn.Sequential(nn.Linear(2 * cfg.d_model, cfg.d_model), nn.GELU(), nn.Linear(cfg.d_model, 4))
         # True: the RAG path as first written, over [B, k, L, D] segment embeddings (the reference the
         # factored path is tested against); False (default): RagFusion.attend_factored, the same function
@@ -256,7 +277,8 @@ class BertRagImputer(nn.Module):
         """The initial embedding (``hap_before``); also arm D's target when given the true alleles."""
         return self.embedding(tokens)
 
-    def encode(self, tokens, pos, af, rag, rag_dist, rag_match=None, groups: WindowGroups | None = None):
+    def encode(self, tokens, pos, af, rag, rag_dist, rag_match=None, groups: WindowGroups | None = None,
+               copying=None):
         """(hap_before, hap_after); ``groups`` (optional) marks rows of one window, whose pos/AF work is shared.
 
         With ``groups`` outside training, the transformer runs once per *distinct* (window, tokens)
@@ -269,6 +291,8 @@ class BertRagImputer(nn.Module):
         else:
             before = self.embed_alleles(tokens)
             h = self.transformer_blocks(self.emb_fusion(before, pos, af, groups))
+        if copying is not None:
+            h = h + self.copying_in(copying_features(copying))
         use = self.cfg.use_match
         # match-weighted ALT share of the retrieved segments; without match extents the plain share, as the seed
         af_p = self.match_vote(rag, rag_match) if use else rag.float().mean(dim=1)
@@ -299,7 +323,7 @@ class BertRagImputer(nn.Module):
         h1_before, h2_before = before.chunk(2, dim=0)
         h1_after, h2_after = after.chunk(2, dim=0)
         gt = self.gt_head(torch.cat([h1_after, h2_after], dim=-1))
-        hap = self.hap_head(after)
+        hap = self.allele_logits(after, x)
         h1_logits, h2_logits = hap.chunk(2, dim=0)
         return [h1_logits, h2_logits, gt, h1_before, h2_before, h1_after, h2_after]
 
@@ -311,15 +335,32 @@ class BertRagImputer(nn.Module):
         both = lambda a, b: torch.cat([a, b], dim=0)  # noqa: E731
         twice = lambda a: torch.cat([a, a], dim=0)  # noqa: E731
         match = both(x["rag_match_h1"], x["rag_match_h2"]) if self.cfg.use_match else None
+        if self.cfg.use_copying and "copying_h1" not in x:
+            raise KeyError("ImputerConfig.use_copying needs copying_h1/copying_h2 [B, L] in the batch (the Li–Stephens "
+                           "P(ALT) from recon.copying); build the config with use_copying=False otherwise")
+        copying = both(x["copying_h1"], x["copying_h2"]) if self.cfg.use_copying else None
         # rows' window ids (prediction batches carry them): pos/AF work once per window
         groups = {"groups": WindowGroups.of(x["window_id"]).twice()} if "window_id" in x else {}
         return self.encode(both(x["hap_1"], x["hap_2"]), twice(x["pos"]), twice(x["af"]),
                            both(x["rag_seg_h1"], x["rag_seg_h2"]), both(x["rag_dist_h1"], x["rag_dist_h2"]), match,
-                           **groups)
+                           copying=copying, **groups)
+
+    def allele_logits(self, after: torch.Tensor, x: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Per-haplotype allele logits [2B, L, 2]; with ``use_copying`` the copying model's logit is added to ALT − REF.
+
+        The residual starts at weight 1, so an untrained network already predicts what the
+        copying model does and training learns the corrections (where the network's own
+        reading of retrieval and context disagrees with it).
+        """
+        hap = self.hap_head(after)
+        if not self.cfg.use_copying:
+            return hap
+        z = copying_logit(torch.cat([x["copying_h1"], x["copying_h2"]], dim=0)) * self.copying_skip / 2
+        return hap + torch.stack([-z, z], dim=-1)
 
     def alt_probability(self, x: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """P(ALT) per site of hap_1 and hap_2 [B, L] — ``forward``'s first two outputs, without the genotype head."""
-        p = self.hap_head(self.encode_both(x)[1]).softmax(-1)[..., 1]
+        p = self.allele_logits(self.encode_both(x)[1], x).softmax(-1)[..., 1]
         return p.chunk(2, dim=0)
 
     def shared_parameters(self) -> list[nn.Parameter]:
@@ -332,6 +373,8 @@ class BertRagImputer(nn.Module):
                   "rag_fusion": list(self.rag_fusion.parameters()) + list(self.segment_encoder.parameters())}
         if self.cfg.use_match:
             groups["match"] = self.match_parameters()
+        if self.cfg.use_copying:
+            groups["copying"] = list(self.copying_in.parameters())
         return groups
 
     def match_parameters(self) -> list[nn.Parameter]:

@@ -24,6 +24,7 @@ import torch
 
 from latentlab import io, train
 from latentlab.params import ParameterError, StudyParams
+from latentlab.recon import copying as ls
 from latentlab.recon import data as hp
 from latentlab.recon import losses as rl
 from latentlab.recon import retrieval as mt
@@ -52,6 +53,8 @@ class ReconParams(StudyParams):
     retrieval: str = "match"  # "match": longest exact match on typed markers in the flank; "hamming": the seed's
     flank_bp: int = 250_000  # how far each side of a window retrieval looks for the match (bp)
     use_match: bool = True  # the model reads per-site match extents (False: the seed's model)
+    use_copying: bool = True  # the model reads the Li–Stephens copying posterior per site (False: retrieval only)
+    copying_ne: float = 100_000.0  # the copying model's effective population size (Beagle 5.4's default ne)
     d_model: int = 32
     depth: int = 4
     heads: int = 4
@@ -79,7 +82,7 @@ class ReconParams(StudyParams):
                       window=32, k=4, depth=2, d_model=24, epochs=3, patience=3, batch_size=32, n_seeds=1,
                       gamma_arms=["A", "C"], cache=False, progress=False),
         # depth 1: same common ALT-F1 as 2 and 4 on both benchmark panels (2026-12-03), inference 1.3× faster
-        "standard": dict(n_panel=200, n_target=40, depth=1, epochs=6, patience=3, max_train_windows=1000,
+        "standard": dict(n_panel=200, n_target=40, depth=1, epochs=6, patience=3, max_train_windows=2500,
                          max_val_windows=400),
         "full": dict(output_dir="runs/full/recon", n_panel=500, n_target=100, depth=8, d_model=64,
                      epochs=30, patience=6, n_seeds=5),
@@ -112,6 +115,7 @@ class ReconParams(StudyParams):
         self.require(1 <= self.k <= 2 * self.n_panel - 2, "k", "must be in [1, 2·n_panel − 2]")
         self.require(self.retrieval in RETRIEVAL_MODES, "retrieval", f"choose one of {RETRIEVAL_MODES}")
         self.require(self.flank_bp >= 1_000, "flank_bp", "must be >= 1,000 bp")
+        self.require(self.copying_ne > 0, "copying_ne", "must be > 0 (an effective population size)")
         self.require(self.d_model % self.heads == 0, "d_model", "must be divisible by heads")
         self.require(self.depth >= 1, "depth", "must be >= 1")
         self.require(self.epochs >= 1, "epochs", "must be >= 1")
@@ -126,7 +130,7 @@ class ReconParams(StudyParams):
 
     def config(self) -> ImputerConfig:
         return ImputerConfig(window=self.window, k=self.k, d_model=self.d_model, depth=self.depth, heads=self.heads,
-                             use_match=self.use_match)
+                             use_match=self.use_match, use_copying=self.use_copying)
 
     def runs(self) -> list[tuple[str, float, int]]:
         """(arm, γ, seed): every arm at the first γ, the ``gamma_arms`` at every γ."""
@@ -195,6 +199,7 @@ class WindowSet:
     pos: np.ndarray  # [W, L] relative position per window (indexed through window id)
     window_id: np.ndarray  # [N]
     match: np.ndarray  # [N, 2, k, L, 2] float16: log-scaled left/right match extent of each segment per site
+    copying: np.ndarray  # [N, 2, L] float32: the Li–Stephens copying model's P(ALT) per site (``recon.copying``)
 
     def __len__(self) -> int:
         return len(self.hap)
@@ -205,7 +210,7 @@ RETRIEVAL_MODES = ("match", "hamming")
 
 def build_windows(query: np.ndarray, panel: np.ndarray, observed: np.ndarray, positions: np.ndarray,
                   window: int, k: int, *, retrieval: str = "match", flank_bp: float = 250_000,
-                  self_rows: np.ndarray | None = None) -> WindowSet:
+                  self_rows: np.ndarray | None = None, copying_ne: float = 100_000.0) -> WindowSet:
     """Cut every individual's haplotype pair into windows, mask unobserved sites, retrieve k panel haplotypes.
 
     ``retrieval="match"``: the k panel haplotypes with the longest exact match on the typed
@@ -213,7 +218,9 @@ def build_windows(query: np.ndarray, panel: np.ndarray, observed: np.ndarray, po
     ``"hamming"``: the seed's rule, Hamming distance on the window's own typed sites. Either
     way each retrieved haplotype comes with its match extents at every site.
     ``query`` [n, 2, S]; ``self_rows`` [n, 2] the panel rows of each query's own haplotypes
-    (excluded from retrieval when panel individuals are the training set).
+    (excluded from retrieval and from the copying model when panel individuals are the training
+    set). Every window also carries the copying model's P(ALT) per site (``recon.copying``, Ne
+    ``copying_ne``), computed once per haplotype over the whole chromosome.
     """
     n, _, n_sites = query.shape
     starts = hp.window_starts(n_sites, window)
@@ -237,6 +244,7 @@ def build_windows(query: np.ndarray, panel: np.ndarray, observed: np.ndarray, po
     truth = tokens.copy()
     tokens[:, ~observed[sites]] = hp.MASK
     rag = panel[index[:, :, :, None], sites[None, :, None, :]]  # [2n, W, k, L]
+    copying = ls.alt_posterior(flat, panel, observed, positions, ne=copying_ne, exclude=exclude)[:, sites]  # [2n, W, L]
     scale = np.float32(np.log1p(cap / 1000))
     match = np.stack([left, right], axis=-1).astype(np.float32, copy=False)  # [2n, W, k, L, 2]
     np.divide(match, np.float32(1000), out=match)  # in place: the same float32 steps as log1p(x / 1000) / scale
@@ -252,7 +260,7 @@ def build_windows(query: np.ndarray, panel: np.ndarray, observed: np.ndarray, po
     narrow = lambda x, dtype: by_window(x.astype(dtype, copy=False))  # noqa: E731 (cast first: reorder fewer bytes)
     return WindowSet(narrow(tokens, np.int8), narrow(truth, np.int8), narrow(rag, np.int8), narrow(dist, np.float32),
                      np.repeat(sites, n, axis=0), np.tile(np.arange(n), n_w), rel.astype(np.float32),
-                     np.repeat(np.arange(n_w), n), narrow(match, np.float16))
+                     np.repeat(np.arange(n_w), n), narrow(match, np.float16), narrow(copying, np.float32))
 
 
 def _hamming_retrieval(flat: np.ndarray, panel: np.ndarray, observed: np.ndarray, starts: np.ndarray,
@@ -289,6 +297,7 @@ def to_batch(ws: WindowSet, idx: np.ndarray | slice, af: np.ndarray) -> dict[str
         "rag_seg_h1": t(ws.rag[idx, 0]), "rag_seg_h2": t(ws.rag[idx, 1]),  # int8: the model reads them as numbers
         "rag_dist_h1": t(ws.dist[idx, 0]), "rag_dist_h2": t(ws.dist[idx, 1]),
         "rag_match_h1": t(ws.match[idx, 0].astype(np.float32)), "rag_match_h2": t(ws.match[idx, 1].astype(np.float32)),
+        "copying_h1": t(np.ascontiguousarray(ws.copying[idx, 0])), "copying_h2": t(np.ascontiguousarray(ws.copying[idx, 1])),
     }
 
 
@@ -331,7 +340,7 @@ def build_sampled(haps: np.ndarray, rows: np.ndarray, panel: np.ndarray, observe
     for s in range(0, len(rows), chunk):
         part = rows[s:s + chunk]
         ws = build_windows(haps[part], panel, observed, positions, params.window, params.k,
-                           retrieval=params.retrieval, flank_bp=params.flank_bp,
+                           retrieval=params.retrieval, flank_bp=params.flank_bp, copying_ne=params.copying_ne,
                            self_rows=None if self_rows is None else self_rows[part])
         ws.individual = part[ws.individual]
         if limit:
@@ -345,12 +354,13 @@ def _concat(parts: list[WindowSet]) -> WindowSet:
     cat = np.concatenate
     return WindowSet(cat([p.hap for p in parts]), cat([p.y for p in parts]), cat([p.rag for p in parts]),
                      cat([p.dist for p in parts]), cat([p.site for p in parts]), cat([p.individual for p in parts]),
-                     parts[0].pos, cat([p.window_id for p in parts]), cat([p.match for p in parts]))
+                     parts[0].pos, cat([p.window_id for p in parts]), cat([p.match for p in parts]),
+                     cat([p.copying for p in parts]))
 
 
 def _subset(ws: WindowSet, keep: np.ndarray) -> WindowSet:
     return WindowSet(ws.hap[keep], ws.y[keep], ws.rag[keep], ws.dist[keep], ws.site[keep], ws.individual[keep],
-                     ws.pos, ws.window_id[keep], ws.match[keep])
+                     ws.pos, ws.window_id[keep], ws.match[keep], ws.copying[keep])
 
 
 # --------------------------------------------------------------------------- prediction + metrics
@@ -587,7 +597,7 @@ def _code_version() -> str:
     from latentlab.recon import losses
     from latentlab.recon import model as imputer
 
-    files = [Path(m.__file__) for m in (imputer, losses, mt, hp)] + [Path(__file__)]
+    files = [Path(m.__file__) for m in (imputer, losses, mt, hp, ls)] + [Path(__file__)]
     return hashlib.sha1(b"".join(f.read_bytes() for f in files)).hexdigest()
 
 
@@ -662,7 +672,8 @@ def read_beagle(path: Path, data: hp.ImputationData) -> tuple[np.ndarray, np.nda
 METRIC_COLS = ["f1_overall", "f1_rare", "f1_common", "concordance"]
 VOTE = "RAG k-vote (no model)"
 WVOTE = "RAG match-weighted vote (no model)"
-REFERENCES = ("Beagle 5.4", VOTE, WVOTE)
+COPYING = "Li–Stephens copying model (no network)"
+REFERENCES = ("Beagle 5.4", VOTE, WVOTE, COPYING)
 
 
 def retrieval_vote(prep: Prepared, *, weighted: bool = False) -> dict[str, Any]:
@@ -678,6 +689,22 @@ def retrieval_vote(prep: Prepared, *, weighted: bool = False) -> dict[str, Any]:
         probs = (w * ws.rag).sum(axis=2) / w.sum(axis=2)
     else:
         probs = ws.rag.mean(axis=2).astype(float)
+    return score_window_probs(prep, probs)
+
+
+def copying_vote(prep: Prepared) -> dict[str, Any]:
+    """The Li–Stephens copying model alone (``recon.copying``): the per-site P(ALT) the network reads, scored.
+
+    What the network adds beyond the classical imputation model it is handed (Beagle's
+    model family, here without Beagle's phasing and its reference-panel compression).
+    """
+    return score_window_probs(prep, prep.test.copying.astype(float))
+
+
+def score_window_probs(prep: Prepared, probs: np.ndarray) -> dict[str, Any]:
+    """Scores of per-window P(ALT) [N, 2, L] on the targets' masked sites (observed sites keep their allele)."""
+    ws = prep.test
+    probs = probs.copy()
     observed = ws.hap != hp.MASK
     probs[observed] = ws.hap[observed]
     truth = prep.data.truth.haps
@@ -704,9 +731,12 @@ def retrieval_comparison(prep: Prepared, params: ReconParams) -> pd.DataFrame:
 
 
 def ablation_table(runs: list[ArmRun], beagle: dict[str, Any] | None = None,
-                   vote: dict[str, Any] | None = None, wvote: dict[str, Any] | None = None) -> pd.DataFrame:
-    """One row per (arm, γ, seed), plus the retrieval-only rows and Beagle's row when it ran."""
+                   vote: dict[str, Any] | None = None, wvote: dict[str, Any] | None = None,
+                   copying: dict[str, Any] | None = None) -> pd.DataFrame:
+    """One row per (arm, γ, seed), plus the no-network rows (retrieval votes, copying model) and Beagle's when it ran."""
     rows = [r.metrics for r in runs]
+    if copying:
+        rows.append({"arm": COPYING, "gamma": math.nan, "seed": math.nan, **copying})
     if vote:
         rows.append({"arm": VOTE, "gamma": math.nan, "seed": math.nan, **vote})
     if wvote:
@@ -799,6 +829,7 @@ def beagle_gap(summary: pd.DataFrame) -> dict[str, Any]:
     """
     b = summary[summary["arm"] == "Beagle 5.4"]
     vote = summary[summary["arm"] == VOTE]
+    lsm = summary[summary["arm"] == COPYING]
     arms = summary[~summary["arm"].isin(REFERENCES)]
     if arms.empty:
         return {"beagle": False}
@@ -808,6 +839,9 @@ def beagle_gap(summary: pd.DataFrame) -> dict[str, Any]:
     if not vote.empty:
         res["vote_gain_common"] = float(best["f1_common_mean"] - vote["f1_common_mean"].iloc[0])
         res["bar_vote_gain_common_met"] = bool(res["vote_gain_common"] >= BARS["vote_gain_common"])
+    if not lsm.empty:  # no bar: how much the network adds to the copying model it reads
+        res["copying_gain_common"] = float(best["f1_common_mean"] - lsm["f1_common_mean"].iloc[0])
+        res["copying_gain_rare"] = float(best["f1_rare_mean"] - lsm["f1_rare_mean"].iloc[0])
     if not b.empty:
         res["common_gap"] = float(b["f1_common_mean"].iloc[0] - best["f1_common_mean"])
         res["rare_gap"] = float(b["f1_rare_mean"].iloc[0] - best["f1_rare_mean"])
@@ -850,6 +884,17 @@ def conclusions(table: pd.DataFrame, verdicts: dict[str, dict], gap: dict[str, A
                          f"{float(vote['f1_overall'].iloc[0]):.3f}, common {float(vote['f1_common'].iloc[0]):.3f}, "
                          f"rare {float(vote['f1_rare'].iloc[0]):.3f}; the arms span "
                          f"{arms['f1_overall'].min():.3f}–{arms['f1_overall'].max():.3f} overall.")
+    lsm = table[table["arm"] == COPYING]
+    if len(lsm):
+        lines.append(f"The Li–Stephens copying model alone (no network; the network reads its P(ALT)) scores overall "
+                     f"F1 {float(lsm['f1_overall'].iloc[0]):.3f}, common {float(lsm['f1_common'].iloc[0]):.3f}, "
+                     f"rare {float(lsm['f1_rare'].iloc[0]):.3f}.")
+    if "copying_gain_common" in gap:
+        lines.append(f"Best arm {gap['best_arm']} (γ={gap['best_gamma']:g}) against the copying model alone: "
+                     f"{gap['copying_gain_common']:+.3f} common, {gap['copying_gain_rare']:+.3f} rare"
+                     + (" — the network adds nothing measurable to it." if max(gap["copying_gain_common"],
+                                                                                gap["copying_gain_rare"]) <= 0.002
+                        else "."))
     if "vote_gain_common" in gap:
         lines.append(f"Best arm {gap['best_arm']} (γ={gap['best_gamma']:g}) beats the k-vote on common variants by "
                      f"{gap['vote_gain_common']:+.3f} (bar >= 0.03: {'met' if gap['bar_vote_gain_common_met'] else 'NOT met'}).")
