@@ -19,6 +19,8 @@ haplotypes (``lshmm.core.estimate_mutation_probability``).
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 from lshmm import core as ls_core
 from lshmm import fb_haploid as ls_hap
@@ -33,15 +35,23 @@ def switch_probabilities(marker_pos: np.ndarray, n_copiable: int, ne: float) -> 
     return -np.expm1(-4 * ne * RECOMBINATION_PER_BP * gaps / n_copiable)
 
 
-def _emissions(panel_typed: np.ndarray, query_typed: np.ndarray, mu: float) -> np.ndarray:
-    """lshmm's haploid emission table [M, 2] (mismatch, match) for the distinct alleles of panel and query.
+def _emissions(copiable_typed: np.ndarray, query_typed: np.ndarray, mu: float) -> np.ndarray:
+    """lshmm's haploid emission table [M, 2] (mismatch, match) for the distinct alleles of the copiable rows and query.
 
-    What ``lshmm.api.check_inputs`` builds per call, counted here with one vectorised pass
-    instead of a ``np.unique`` per marker (8 ms of every 22 ms query otherwise).
+    What ``lshmm.api.check_inputs`` builds per call (NONCOPY rows do not count as alleles), counted
+    here with one vectorised pass instead of a ``np.unique`` per marker (8 ms of every 22 ms query
+    otherwise).
     """
-    both = np.concatenate([panel_typed, query_typed[None, :]])
-    n_alleles = 1 + (both != both[:1]).any(axis=0).astype(np.int8)  # biallelic 0/1 data: 1 or 2 alleles
+    first = copiable_typed[0]
+    varies = (copiable_typed != first).any(axis=0) | (query_typed != first)
+    n_alleles = 1 + varies.astype(np.int8)  # biallelic 0/1 data: 1 or 2 alleles
     return ls_core.get_emission_matrix_haploid(np.full(len(n_alleles), mu), len(n_alleles), n_alleles, True)
+
+
+@functools.lru_cache(maxsize=64)
+def _mutation_probability(n_copiable: int) -> float:
+    """Li & Stephens' eq. A2–A3 (a Python sum over ``n`` terms: computed once per panel size)."""
+    return float(ls_core.estimate_mutation_probability(n_copiable))
 
 
 def marker_posteriors(query_typed: np.ndarray, panel_typed: np.ndarray, marker_pos: np.ndarray, *, ne: float,
@@ -53,14 +63,14 @@ def marker_posteriors(query_typed: np.ndarray, panel_typed: np.ndarray, marker_p
     probabilities count only the copiable ones.
     """
     ref = np.array(panel_typed.T, dtype=np.int8, order="C")  # lshmm's layout [sites, haplotypes]; a copy we may mark
-    n_copiable = ref.shape[1]
+    copiable = panel_typed
     if exclude is not None and len(exclude):
         ref[:, exclude] = NONCOPY
-        n_copiable -= len(np.unique(exclude))
-    if n_copiable < 3:
-        raise ValueError(f"{n_copiable} copiable panel haplotype(s): the Li–Stephens model needs at least 3")
-    r = switch_probabilities(marker_pos, n_copiable, ne)
-    emissions = _emissions(panel_typed, query_typed, float(ls_core.estimate_mutation_probability(n_copiable)))
+        copiable = np.delete(panel_typed, exclude, axis=0)
+    if len(copiable) < 3:
+        raise ValueError(f"{len(copiable)} copiable panel haplotype(s): the Li–Stephens model needs at least 3")
+    r = switch_probabilities(marker_pos, len(copiable), ne)
+    emissions = _emissions(copiable, query_typed, _mutation_probability(len(copiable)))
     query = np.ascontiguousarray(query_typed, dtype=np.int8)[None, :]
     n, m = ref.shape[1], ref.shape[0]
     fwd, scale, _ = ls_hap.forwards_ls_hap(n, m, ref, query, emissions, r, norm=True)
