@@ -133,6 +133,10 @@ def test_contract_passes_the_design_and_refuses_a_model_that_skips_the_copying_i
     report = train.check_contract(ok, batch, ok.weights())
     assert report["grad_norms"]["hap1"]["copying residual"] > 0
     assert report["grad_norms"]["recon1"]["copying"] > 0
+    assert ok.gated_terms() == {"hap1", "hap2"}  # focal allele terms start flat: checked for reach, not size
+    assert rl.ReconObjective(BertRagImputer(CFG), "B", 0.0).gated_terms() == set()
+    plain = dict(CFG.__dict__, use_copying=False)
+    assert rl.ReconObjective(BertRagImputer(ImputerConfig(**plain)), "B", 5.0).gated_terms() == set()
     broken = rl.ReconObjective(CopyingOnlyAtTheHead(CFG), "B", 5.0)
     with pytest.raises(ContractError, match="sends no gradient to 'copying'"):
         train.check_contract(broken, batch, broken.weights())

@@ -842,6 +842,7 @@ def beagle_gap(summary: pd.DataFrame) -> dict[str, Any]:
     if not lsm.empty:  # no bar: how much the network adds to the copying model it reads
         res["copying_gain_common"] = float(best["f1_common_mean"] - lsm["f1_common_mean"].iloc[0])
         res["copying_gain_rare"] = float(best["f1_rare_mean"] - lsm["f1_rare_mean"].iloc[0])
+        res["copying_gain_verdict"] = _gain_verdict(res["copying_gain_common"], best)
     if not b.empty:
         res["common_gap"] = float(b["f1_common_mean"].iloc[0] - best["f1_common_mean"])
         res["rare_gap"] = float(b["f1_rare_mean"].iloc[0] - best["f1_rare_mean"])
@@ -849,6 +850,16 @@ def beagle_gap(summary: pd.DataFrame) -> dict[str, Any]:
         res["bar_beagle_rare_met"] = bool(res["rare_gap"] <= BARS["beagle_rare_gap"])
         res["goal_met_common_within_0.02"] = bool(res["common_gap"] <= 0.02)
     return res
+
+
+def _gain_verdict(gain: float, best: pd.Series) -> str:
+    """Whether the best arm's common-variant gain over a deterministic row exceeds its seed noise (2 × sd)."""
+    n, sd = int(best.get("n_seeds", 1)), float(best.get("f1_common_sd", math.nan))
+    if n < 2 or not math.isfinite(sd):
+        return f"not tested: {n} seed(s) of the best arm (a difference needs a seed-to-seed sd)"
+    if abs(gain) <= 2 * sd:
+        return f"within seed noise (|{gain:+.4f}| <= 2 × sd {sd:.4f})"
+    return f"{'adds' if gain > 0 else 'loses'} beyond seed noise ({gain:+.4f}, 2 × sd {2 * sd:.4f})"
 
 
 def conclusions(table: pd.DataFrame, verdicts: dict[str, dict], gap: dict[str, Any]) -> list[str]:
@@ -891,10 +902,8 @@ def conclusions(table: pd.DataFrame, verdicts: dict[str, dict], gap: dict[str, A
                      f"rare {float(lsm['f1_rare'].iloc[0]):.3f}.")
     if "copying_gain_common" in gap:
         lines.append(f"Best arm {gap['best_arm']} (γ={gap['best_gamma']:g}) against the copying model alone: "
-                     f"{gap['copying_gain_common']:+.3f} common, {gap['copying_gain_rare']:+.3f} rare"
-                     + (" — the network adds nothing measurable to it." if max(gap["copying_gain_common"],
-                                                                                gap["copying_gain_rare"]) <= 0.002
-                        else "."))
+                     f"{gap['copying_gain_common']:+.3f} common, {gap['copying_gain_rare']:+.3f} rare; on common "
+                     f"variants the network {gap['copying_gain_verdict']}.")
     if "vote_gain_common" in gap:
         lines.append(f"Best arm {gap['best_arm']} (γ={gap['best_gamma']:g}) beats the k-vote on common variants by "
                      f"{gap['vote_gain_common']:+.3f} (bar >= 0.03: {'met' if gap['bar_vote_gain_common_met'] else 'NOT met'}).")
