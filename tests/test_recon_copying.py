@@ -140,3 +140,21 @@ def test_contract_passes_the_design_and_refuses_a_model_that_skips_the_copying_i
     broken = rl.ReconObjective(CopyingOnlyAtTheHead(CFG), "B", 5.0)
     with pytest.raises(ContractError, match="sends no gradient to 'copying'"):
         train.check_contract(broken, batch, broken.weights())
+
+
+def test_the_best_arm_is_judged_against_the_copying_model_by_its_seed_noise():
+    import pandas as pd
+
+    from latentlab.recon import pipeline as recon
+
+    def summary(mean: float, sd: float, n: int) -> pd.DataFrame:
+        rows = [{"arm": "C", "gamma": 2.5, "n_seeds": n, "f1_common_mean": mean, "f1_common_sd": sd,
+                 "f1_rare_mean": 0.95, "f1_overall_mean": mean},
+                {"arm": recon.COPYING, "gamma": float("nan"), "n_seeds": 1, "f1_common_mean": 0.980,
+                 "f1_common_sd": float("nan"), "f1_rare_mean": 0.95, "f1_overall_mean": 0.98}]
+        return pd.DataFrame(rows)
+
+    assert recon.beagle_gap(summary(0.9790, 0.0002, 3))["copying_gain_verdict"].startswith("a loss beyond seed noise")
+    assert recon.beagle_gap(summary(0.9797, 0.0002, 3))["copying_gain_verdict"].startswith("within seed noise")
+    assert recon.beagle_gap(summary(0.9850, 0.0010, 3))["copying_gain_verdict"].startswith("a gain beyond seed noise")
+    assert recon.beagle_gap(summary(0.9850, float("nan"), 1))["copying_gain_verdict"].startswith("not tested: 1 seed")

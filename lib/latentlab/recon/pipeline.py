@@ -859,7 +859,7 @@ def _gain_verdict(gain: float, best: pd.Series) -> str:
         return f"not tested: {n} seed(s) of the best arm (a difference needs a seed-to-seed sd)"
     if abs(gain) <= 2 * sd:
         return f"within seed noise (|{gain:+.4f}| <= 2 × sd {sd:.4f})"
-    return f"{'adds' if gain > 0 else 'loses'} beyond seed noise ({gain:+.4f}, 2 × sd {2 * sd:.4f})"
+    return f"a {'gain' if gain > 0 else 'loss'} beyond seed noise ({gain:+.4f}, 2 × sd {2 * sd:.4f})"
 
 
 def conclusions(table: pd.DataFrame, verdicts: dict[str, dict], gap: dict[str, Any]) -> list[str]:
@@ -903,7 +903,7 @@ def conclusions(table: pd.DataFrame, verdicts: dict[str, dict], gap: dict[str, A
     if "copying_gain_common" in gap:
         lines.append(f"Best arm {gap['best_arm']} (γ={gap['best_gamma']:g}) against the copying model alone: "
                      f"{gap['copying_gain_common']:+.3f} common, {gap['copying_gain_rare']:+.3f} rare; on common "
-                     f"variants the network {gap['copying_gain_verdict']}.")
+                     f"variants the difference is {gap['copying_gain_verdict']}.")
     if "vote_gain_common" in gap:
         lines.append(f"Best arm {gap['best_arm']} (γ={gap['best_gamma']:g}) beats the k-vote on common variants by "
                      f"{gap['vote_gain_common']:+.3f} (bar >= 0.03: {'met' if gap['bar_vote_gain_common_met'] else 'NOT met'}).")
