@@ -153,7 +153,7 @@ print(f"{len(runs)} runs:", ", ".join(f"{r.arm}/γ{r.gamma:g}/s{r.seed}" for r i
 # ### Ablation table (masked sites of the targets; mean ± sd over seeds)
 #
 # `RAG k-vote (no model)` is the retrieval alone — P(ALT) = share of the k retrieved panel haplotypes carrying
-# ALT — i.e. what the network is handed before any loss acts; `RAG match-weighted vote` weights each retrieved
+# ALT — i.e. what retrieval hands the network before any loss acts; `RAG match-weighted vote` weights each retrieved
 # haplotype by how far its match reaches at that site (a hand-made rule the network could learn);
 # `Li–Stephens copying model (no network)` scores the copying posterior the network reads, so the arms' rows show
 # what the network adds to it (or loses). ALT-allele F1
@@ -257,7 +257,8 @@ print(f"wrote {params.output_dir} in {metrics['seconds']:.0f} s total")
 # arms against the seed's prediction — "not tested" unless at least 2 arms ran on at least 2 seeds each, so the
 # seed-to-seed spread can be compared with the differences — whether arm A's switch fired, the sign of the
 # gradient cosine between recon and the task, the recon/hap monitor, the focal utilisation at each γ, what the
-# retrieval alone scores, and the best arm against the k-vote and Beagle 5.4 bars.
+# retrieval and the copying model alone score (and whether the best arm's difference from the copying model
+# exceeds its seed noise), and the best arm against the k-vote and Beagle 5.4 bars.
 
 # %% tags=["nbval-ignore-output"]
 display(Markdown("\n".join(f"- {line}" for line in findings)))
