@@ -142,3 +142,28 @@ def test_dropout_mask_drops_at_rate_p_scales_the_rest_and_follows_the_torch_seed
     rows = dropout_mask((2000, 8), 0.3)  # neither half of a 64-bit draw is biased
     for half in (rows.view(-1)[0::2], rows.view(-1)[1::2]):
         assert abs(float((half == 0).float().mean()) - 0.3) < 4 * math.sqrt(0.3 * 0.7 / half.numel())
+
+
+def test_pma_segment_sum_pool_is_induce_with_one_query_dropout_included():
+    """``MAB.pool`` (the PMA's segment sum over packed rows) is ``MAB.induce`` for one shared query, in
+    training mode too: same values and gradients when both draw their dropout masks from the same seed."""
+    from latentlab.setvae.model import MAB
+
+    torch.manual_seed(0)
+    mab = MAB(16, 2, 0.3).train()
+    _, _, pad = _sets(seed=4, s=25, k=10)
+    rows = PackedRows(~pad)
+    y = torch.randn(len(rows.index), 16, requires_grad=True)
+    seed = torch.randn(1, 16)
+    outs = []
+    for method in (mab.pool, mab.induce):
+        torch.manual_seed(7)
+        out = method(seed, y, rows)
+        (grad,) = torch.autograd.grad((out * out.detach().sign()).sum(), y)
+        outs.append((out, grad))
+    (pooled, g_pool), (induced, g_induce) = outs
+    assert pooled.shape == (rows.n_sets, 1, 16)
+    torch.testing.assert_close(pooled, induced, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(g_pool, g_induce, atol=1e-5, rtol=1e-5)
+    with torch.no_grad():
+        assert float((pooled - mab.eval().pool(seed, y, rows)).abs().max()) > 1e-3  # dropout did act in training

@@ -134,24 +134,51 @@ class MAB(nn.Module):
     def _heads(self, t: torch.Tensor) -> torch.Tensor:
         return t.view(*t.shape[:-1], self.heads, t.shape[-1] // self.heads)
 
-    def induce(self, query: torch.Tensor, y: torch.Tensor, rows: PackedRows) -> torch.Tensor:
-        """Shared queries (m, d) — inducing points or the PMA seed, the same for every set — attend to each
-        set's packed elements y (N, d): (S, m, d). The query projection runs once (not once per set);
-        the softmax over each set's elements is a segment softmax on the N rows, so no padding is built."""
+    def _shared_query_scores(self, query: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Scores of the packed elements y (N, d) against shared queries (m, d), and their values: (N, h·m)
+        and (N, d), with scores[n, j·m + i] = k[n, head j] · q[i, head j] / sqrt(dh).
+
+        The query projection runs once (not once per set), and its heads form one block-diagonal (d, h·m)
+        matrix B. The keys are never built: k·B = LN(y)·(W_k^T B) + b_k B, so the key map is folded into B
+        — one (N, d) → (N, h·m) map instead of the (N, d) → (N, d) key map and its product with B (the same
+        function; round-off differs at ~1e-7)."""
         q = self.q(self.ln_q(query))  # (m, d)
-        k, v = self.kv(self.ln_kv(y)).chunk(2, -1)  # (N, d) each
-        m, d = q.shape
-        h, dh = self.heads, d // self.heads
-        # scores[n, j, i] = k[n, head j] · q[i, head j] / sqrt(dh): one product with a block-diagonal matrix
+        d = q.shape[-1]
+        dh = d // self.heads
         blocks = torch.block_diag(*self._heads(q).transpose(0, 1).transpose(1, 2)) * dh**-0.5  # (d, h·m)
+        w_k, w_v = self.kv.weight.chunk(2, 0)
+        b_k, b_v = self.kv.bias.chunk(2)
+        ln_y = self.ln_kv(y)
+        return F.linear(ln_y, blocks.T @ w_k, b_k @ blocks), F.linear(ln_y, w_v, b_v)
+
+    def induce(self, query: torch.Tensor, y: torch.Tensor, rows: PackedRows) -> torch.Tensor:
+        """Shared queries (m, d) — the inducing points, the same for every set — attend to each set's
+        packed elements y (N, d): (S, m, d)."""
+        scores, v = self._shared_query_scores(query, y)  # (N, h·m), (N, d)
+        m, d = query.shape
+        h, dh = self.heads, d // self.heads
         n_sets = rows.n_sets
         # softmax over each set's elements: -inf at the padding (every set has an element); over dim 1, so
         # the kernel runs along the h·m contiguous columns
-        att = dropout(rows.padded(k @ blocks, -math.inf).softmax(1), self.p, self.training)  # (S, K, h·m)
+        att = dropout(rows.padded(scores, -math.inf).softmax(1), self.p, self.training)  # (S, K, h·m)
         # the weighted sum per set as one batched product on the padded layout (zeros at the padding)
         att = att.view(n_sets, -1, h, m).permute(0, 2, 3, 1)  # (S, h, m, K)
         out = att @ rows.padded(v).view(n_sets, -1, h, dh).transpose(1, 2)  # (S, h, m, dh)
         x = query + self.o(out.transpose(1, 2).reshape(n_sets, m, d))
+        return x + self.ff(self.ln_ff(x))
+
+    def pool(self, seed: torch.Tensor, y: torch.Tensor, rows: PackedRows) -> torch.Tensor:
+        """``induce`` for one shared query (the PMA seed, (1, d)): (S, 1, d). With one query per head the
+        weighted sum of a set's values is a segment sum of the packed rows (``index_add``), not a batched
+        product on the padded layout: no padded copy of the values, no per-set matrices. The scores, their
+        softmax and the attention dropout are ``induce``'s (the same mask draw)."""
+        scores, v = self._shared_query_scores(seed, y)  # (N, h), (N, d)
+        d = seed.shape[-1]
+        h, dh = self.heads, d // self.heads
+        att = dropout(rows.padded(scores, -math.inf).softmax(1), self.p, self.training)  # (S, K, h)
+        weighted = (v.view(-1, h, dh) * rows.rows(att)[..., None]).view(-1, d)  # (N, d): each row by its weight
+        pooled = weighted.new_zeros(rows.n_sets, d).index_add(0, rows.set_of, weighted)  # Σ over each set
+        x = seed + self.o(pooled[:, None])
         return x + self.ff(self.ln_ff(x))
 
     def broadcast(self, x: torch.Tensor, y: torch.Tensor, rows: PackedRows) -> torch.Tensor:
@@ -216,7 +243,7 @@ class PMA(nn.Module):
 
     def forward(self, x: torch.Tensor, pad: torch.Tensor, rows: PackedRows | None = None) -> torch.Tensor:
         if rows is not None:
-            return self.mab.induce(self.seed[0], x, rows)[:, 0]
+            return self.mab.pool(self.seed[0], x, rows)[:, 0]
         return self.mab(self.seed.expand(pad.shape[0], -1, -1), x, pad)[:, 0]
 
 
