@@ -256,24 +256,3 @@ def test_plain_ae_trains_on_one_thread_whatever_the_kernels_count(tmp_path):
         torch.set_num_threads(threads)
     np.testing.assert_array_equal(z_one, z_two)
     h2.pd.testing.assert_frame_equal(history_one.drop(columns="seconds"), history_two.drop(columns="seconds"))
-
-
-def test_early_batch_metrics_give_the_same_rows_and_start_nothing_on_one_thread(tmp_path, monkeypatch):
-    params = small_params(tmp_path)
-    adata = h2.preprocess(h2.load(params), params)
-    z_pca = h2.pca_embedding(adata, params)
-    other = z_pca[:, ::-1].copy()
-    plain = h2.batch_metric_table(adata, {"PCA": z_pca, "other": other}, params)
-    monkeypatch.setattr(h2.torch, "get_num_threads", lambda: 2)
-    early = h2.EarlyBatchMetrics(adata, {"PCA": z_pca}, params)
-    assert set(early.result()) == {"PCA"}  # finished before the spy below, so the spy sees only later calls
-    calls = []
-    monkeypatch.setattr(h2, "_batch_metrics_of", lambda *a: calls.append(a) or h2.batch_metrics(
-        a[1], a[0].obs[params.context_key], a[0].obs[params.biology_key]))
-    with_early = h2.batch_metric_table(adata, {"PCA": z_pca, "other": other}, params, early)
-    assert len(calls) == 1 and calls[0][1] is other  # PCA came from the early thread, only "other" was computed
-    h2.pd.testing.assert_frame_equal(plain, with_early)
-    stale = h2.batch_metric_table(adata, {"PCA": z_pca.copy()}, params, early)  # another array: measured again
-    assert len(calls) == 2 and np.allclose(stale.drop(columns="embedding"), plain.iloc[:1].drop(columns="embedding"))
-    monkeypatch.setattr(h2.torch, "get_num_threads", lambda: 1)
-    assert h2.EarlyBatchMetrics(adata, {"PCA": z_pca}, params).result() == {}

@@ -493,49 +493,15 @@ def add_expression_reference(adata: ad.AnnData, params: H2Params, n_comps: int =
     adata.obsm["X_pca_reference"] = np.asarray(reference)
 
 
-def batch_metric_table(adata: ad.AnnData, embeddings: dict[str, np.ndarray], params: H2Params,
-                       early: EarlyBatchMetrics | None = None) -> pd.DataFrame:
-    """scib-metrics (batch ASW, iLISI, graph connectivity) per embedding, within biology labels.
-
-    ``early`` holds embeddings already measured on a spare core (``EarlyBatchMetrics``): their rows are
-    taken from it when the embedding is the same array, computed here otherwise.
-    """
-    done = early.result() if early is not None else {}
-    rows = [{"embedding": name, **(done[name][1] if name in done and done[name][0] is z else
-                                   _batch_metrics_of(adata, z, params))}
-            for name, z in embeddings.items()]
-    return pd.DataFrame(rows)
-
-
-def _batch_metrics_of(adata: ad.AnnData, z: np.ndarray, params: H2Params) -> dict[str, float]:
+def batch_metric_table(adata: ad.AnnData, embeddings: dict[str, np.ndarray], params: H2Params) -> pd.DataFrame:
+    """scib-metrics (batch ASW, iLISI, graph connectivity) per embedding, within biology labels."""
     if params.biology_key and params.biology_key in adata.obs:
         labels = adata.obs[params.biology_key]
     else:  # no cell types: one label, so the metrics are computed over all cells
         labels = pd.Series("all cells", index=adata.obs_names)
-    return batch_metrics(z, adata.obs[params.context_key], labels)
-
-
-class EarlyBatchMetrics:
-    """scib metrics of embeddings that exist early (PCA), computed in a thread while the plain AE trains.
-
-    The plain AE trains on one torch thread (``one_torch_thread``), so with two threads the kernel has a
-    core idle for that fit; scib's first call spends most of its time importing jax and compiling its
-    kernels for these array shapes (measured 8.8 of 9.6 s at `full`), which later embeddings of the same
-    shapes reuse. With one thread (``make run``'s kernels) nothing starts early: the work stays where it was.
-    Same numbers either way — the same function on the same arrays.
-    """
-
-    def __init__(self, adata: ad.AnnData, embeddings: dict[str, np.ndarray], params: H2Params):
-        self._future = None
-        if params.scib and torch.get_num_threads() > 1 and embeddings:
-            pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="scib-early")
-            self._future = pool.submit(lambda: {name: (z, _batch_metrics_of(adata, z, params))
-                                                for name, z in embeddings.items()})
-            pool.shutdown(wait=False)
-
-    def result(self) -> dict[str, tuple[np.ndarray, dict[str, float]]]:
-        """{name: (the array measured, its metrics)}; empty when nothing started (errors surface here)."""
-        return {} if self._future is None else self._future.result()
+    rows = [{"embedding": name, **batch_metrics(z, adata.obs[params.context_key], labels)}
+            for name, z in embeddings.items()]
+    return pd.DataFrame(rows)
 
 
 def biology_measure(tradeoff: pd.DataFrame) -> str:
